@@ -1,0 +1,111 @@
+"Training chapter: a real (tiny) training run on the sample, checkpoints, resume, model files, and the CLI."
+import json, subprocess, sys
+from pathlib import Path
+
+import pytest, torch
+
+from recyclenet.data import trashnet_dls, CLASSES
+from recyclenet.learner import (train, recyclenet_learner, fit_recyclenet, load_model_file, evaluate_file, save_model_file,
+                                recyclenet_splitter, AttentionCallback)
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp('run')
+    learn = train('sample', 'efficientnet_lite0', 'ours', epochs=6, lr=1e-2, size=64, bs=8, out=out)
+    return out, learn
+
+
+def test_train_writes_everything(trained):
+    out, learn = trained
+    assert {p.name for p in out.iterdir()} == {'checkpoints', 'model.pth', 'export.pkl', 'results.json'}
+    res = json.loads((out/'results.json').read_text())
+    assert res['test']['total'] == 12 and 0 <= res['test']['correct'] <= 12
+    assert res['config']['arch'] == 'efficientnet_lite0' and res['config']['classes'] == CLASSES
+    assert len(learn.history) == 7                                  # 1 frozen + 6 unfrozen epochs
+
+
+def test_training_learns_something(trained):
+    "On 48 training photos of 6 classes, fine-tuning must beat chance (1/6) on its own training images."
+    out, _ = trained
+    r = evaluate_file(out/'model.pth', 'sample', 'train')
+    assert r['total'] == 48 and r['accuracy'] > 0.4, r
+
+
+def test_eval_matches_training_report(trained):
+    out, _ = trained
+    res = json.loads((out/'results.json').read_text())
+    assert evaluate_file(out/'model.pth', 'sample', 'test')['correct'] == res['test']['correct']
+
+
+def test_model_file_for_other_classes_is_a_clear_error(trained, tmp_path):
+    out, learn = trained
+    learn.config = dict(learn.config, classes=['a', 'b', 'c', 'd', 'e', 'f'])
+    save_model_file(learn, tmp_path/'other.pth', size=64)
+    learn.config = dict(learn.config, classes=CLASSES)
+    with pytest.raises(ValueError, match=r"Labels \['cardboard', 'glass'.*are not among classes"):
+        evaluate_file(tmp_path/'other.pth', 'sample')
+
+
+def test_truncated_and_unsafe_model_files(trained, tmp_path):
+    out, _ = trained
+    (tmp_path/'cut.pth').write_bytes((out/'model.pth').read_bytes()[:5000])
+    with pytest.raises(ValueError, match='unreadable or truncated'): load_model_file(tmp_path/'cut.pth')
+    torch.save({'config': {}, 'model': {}, 'evil': print}, tmp_path/'evil.pth')
+    with pytest.raises(ValueError, match='refused'): load_model_file(tmp_path/'evil.pth')
+    with pytest.raises(FileNotFoundError): load_model_file(tmp_path/'missing.pth')
+
+
+def test_attention_callback_records_maps(trained):
+    _, learn = trained
+    cb = learn.attention
+    assert isinstance(cb, AttentionCallback)
+    learn.validate()
+    assert cb.spatial.shape[1:] == (1, 2, 2) and cb.channel.shape[1] == 1280
+    assert 0 < cb.spatial.min() and cb.spatial.max() < 1
+    assert {'spatial_mean', 'spatial_spread', 'channel_mean', 'channel_spread'} <= set(cb.stats().columns)
+
+
+@pytest.mark.parametrize('bad,match', [(dict(epochs=-1), 'cannot be negative'), (dict(lr=-1e-3), 'not a usable learning rate'),
+                                       (dict(lr=1e6), 'not a usable learning rate'), (dict(recipe='adam'), "recipe='adam'")])
+def test_bad_training_arguments(tmp_path, bad, match):
+    dls = trashnet_dls('data/trashnet-sample/dataset-resized', size=32, bs=16)
+    learn = recyclenet_learner(dls, 'resnet18', pretrained=False, path=tmp_path)
+    with pytest.raises(ValueError, match=match): fit_recyclenet(learn, **{'epochs': 1, 'lr': 1e-3, **bad})
+
+
+def test_zero_epochs_trains_nothing_but_still_saves(tmp_path):
+    learn = train('sample', 'resnet18', None, epochs=0, freeze_epochs=0, lr=1e-3, size=32, bs=16, pretrained=False,
+                  out=tmp_path, export=False)
+    assert (tmp_path/'model.pth').exists() and len(learn.history) == 0
+
+
+def test_paper_recipe_uses_sgd_with_step_decay(tmp_path):
+    learn = train('sample', 'resnet18', None, epochs=2, size=32, bs=16, pretrained=False, recipe='paper', out=tmp_path, export=False)
+    h = learn.opt.hypers[0]
+    assert learn.config['lr'] == 2e-4 and h['mom'] == 0.9 and h['wd'] == 1e-4
+
+
+def cli(*args):
+    return subprocess.run(['recyclenet', *args], capture_output=True, text=True)
+
+
+def test_cli_train_resume_and_eval(tmp_path):
+    r = cli('train', '--data', 'sample', '--arch', 'resnet18', '--scratch', '--epochs', '2', '--lr', '3e-3', '--size', '32',
+            '--bs', '16', '--out', str(tmp_path))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert 'test accuracy: ' in r.stdout and '/12 = ' in r.stdout
+    r = cli('train', '--data', 'sample', '--arch', 'resnet18', '--scratch', '--epochs', '3', '--lr', '3e-3', '--size', '32',
+            '--bs', '16', '--out', str(tmp_path), '--resume')
+    assert r.returncode == 0 and 'resuming after scratch epoch 1' in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
+    r = cli('eval', str(tmp_path/'model.pth'), '--data', 'sample', '--split', 'valid')
+    assert r.returncode == 0 and r.stdout.strip().startswith('valid accuracy: ') and r.stdout.strip().endswith('%')
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    r = cli('train', '--data', 'sample', '--arch', 'vgg99', '--out', str(tmp_path))
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("recyclenet train: error: arch='vgg99'")
+    r = cli('eval', str(tmp_path/'nothing.pth'))
+    assert r.returncode == 2 and 'does not exist' in r.stderr and 'Traceback' not in r.stderr
+    r = cli('train', '--data', 'sample', '--resume', '--out', str(tmp_path/'fresh'))
+    assert r.returncode == 2 and 'No checkpoint to resume from' in r.stderr
