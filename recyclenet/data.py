@@ -109,7 +109,7 @@ def _find_root(folder: Path, classes=CLASSES) -> Path:
 def get_trashnet(source=None, dest=None, url=TRASHNET_URL, sha256=TRASHNET_SHA256, classes=CLASSES) -> Path:
     "Path of TrashNet's class folders (or `classes` folders), from `'sample'`, a folder, a zip archive or a download (verified)."
     source = source or os.environ.get('RECYCLENET_DATA')
-    if source == 'sample': return check_trashnet(sample_path()/'dataset-resized')
+    if source == 'sample': return check_trashnet(sample_path()/'dataset-resized', classes)
     dest = Path(dest) if dest else data_home()
     if source is None or str(source).startswith(('http://', 'https://')):
         url = source or url
