@@ -1,0 +1,139 @@
+"Inference chapter: one photo, a folder, the CLI and onnxruntime agree; bad files are reported, bad model files are clear errors."
+import io, shutil, subprocess
+
+import numpy as np, pandas as pd, pytest, torch
+from PIL import Image
+
+from recyclenet.data import image_files, CLASSES
+from recyclenet.learner import train, save_model_file, load_model_file
+from recyclenet.inference import Classifier, load_classifier, predict_paths, export_onnx, fit_folder, read_image
+
+
+@pytest.fixture(scope='module')
+def model_file(tmp_path_factory):
+    out = tmp_path_factory.mktemp('inference')
+    train('sample', 'efficientnet_lite0', 'ours', epochs=2, lr=1e-2, size=64, bs=8, out=out)
+    return out/'model.pth'
+
+
+@pytest.fixture(scope='module')
+def photos(sample):
+    return image_files(sample)[::4]                                # 18 photos, every class
+
+
+def cli(*args):
+    r = subprocess.run(['recyclenet', *map(str, args)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r.stdout
+
+
+def test_one_photo_in_any_form_gives_the_same_answer(model_file, photos):
+    "Encoded forms (path, bytes, file) decode alike; with JPEG draft decoding off, decoded forms (PIL, array) match exactly."
+    clf = load_classifier(model_file)
+    fn = photos[0]
+    ref = clf.predict(fn)
+    assert ref['label'] in CLASSES and len(ref['topk']) == 3 and abs(sum(ref['probs'].values()) - 1) < 1e-5
+    for src in (str(fn), fn.read_bytes(), io.BytesIO(fn.read_bytes())):
+        assert clf.predict(src)['probs'] == ref['probs'], type(src)
+    full = Classifier(clf.config, model=clf.model, draft=False)
+    ref = full.predict(fn)
+    for src in (Image.open(fn), np.asarray(Image.open(fn).convert('RGB'))):
+        r = full.predict(src)
+        assert r['label'] == ref['label'] and abs(r['confidence'] - ref['confidence']) < 1e-6, type(src)
+
+
+def test_batch_cli_and_onnx_agree(model_file, photos, tmp_path):
+    clf = load_classifier(model_file)
+    single = [clf.predict(f)['label'] for f in photos]
+    batch = predict_paths(clf, photos, bs=5)
+    assert list(batch.label) == single and (batch.error == '').all()
+    np.testing.assert_allclose(batch[clf.classes].sum(1), 1, atol=1e-5)
+
+    cli('predict', *photos, '--model', model_file, '--out', tmp_path/'preds.csv')
+    from_cli = pd.read_csv(tmp_path/'preds.csv', keep_default_na=False)
+    assert list(from_cli.label) == single and list(from_cli.path) == [str(f) for f in photos]
+
+    onnx_file, diff = export_onnx(model_file, tmp_path/'m.onnx', check=photos[:4], verbose=False)
+    assert diff < 1e-4
+    onnx_clf = load_classifier(onnx_file)
+    assert onnx_clf.backend == 'onnx' and onnx_clf.classes == clf.classes
+    ob = predict_paths(onnx_clf, photos)
+    assert list(ob.label) == single
+    np.testing.assert_allclose(ob[clf.classes].values, batch[clf.classes].values, atol=1e-4)
+
+
+def test_int8_export_is_smaller_and_reports_its_difference(model_file, photos, tmp_path):
+    "int8 is ~4x smaller; its accuracy is judged on full TrashNet in the inference benchmark, not on a 2-epoch sample model."
+    out = cli('export', '--model', model_file, '--onnx', tmp_path/'m.int8.onnx', '--quantize', '--check', photos[0].parent)
+    printed = float(out.split('max |p_onnx - p_torch| = ')[1].split()[0])
+    q = load_classifier(tmp_path/'m.int8.onnx')
+    xs = np.stack([q.prepare(f) for f in image_files(photos[0].parent)])
+    measured = np.abs(q.probs(xs) - load_classifier(model_file, device='cpu').probs(xs)).max()
+    assert abs(printed - measured) < 1e-3 * max(1, measured) + 5e-3
+    assert (tmp_path/'m.int8.onnx').stat().st_size < 0.35 * model_file.stat().st_size
+    np.testing.assert_allclose(q.probs(xs).sum(1), 1, atol=1e-5)
+
+
+def test_tta_is_a_probability_and_differs_from_plain(model_file, photos):
+    clf = load_classifier(model_file)
+    plain, tta = clf.predict(photos[1]), clf.predict(photos[1], tta=True)
+    assert abs(sum(tta['probs'].values()) - 1) < 1e-5 and tta['probs'] != plain['probs']
+
+
+def test_bad_files_are_reported_not_fatal(model_file, photos, tmp_path):
+    good = tmp_path/'good.jpg'; shutil.copy(photos[0], good)
+    (tmp_path/'empty.jpg').write_bytes(b'')
+    (tmp_path/'notes.jpg').write_text('this is not a photo')
+    (tmp_path/'cut.jpg').write_bytes(photos[1].read_bytes()[:300])
+    (tmp_path/'.DS_Store').write_bytes(b'junk')                      # hidden files are not photos someone asked for
+    df = predict_paths(load_classifier(model_file), [tmp_path], out=tmp_path/'out'/'p.csv')
+    errors = dict(zip(df.path.map(lambda p: p.split('/')[-1]), df.error))
+    assert set(errors) == {'good.jpg', 'empty.jpg', 'notes.jpg', 'cut.jpg'}
+    assert errors['good.jpg'] == '' and df.label[df.path.str.endswith('good.jpg')].item() in CLASSES
+    assert errors['empty.jpg'] == 'zero-byte file' and errors['notes.jpg'].startswith('not an image')
+    assert errors['cut.jpg'].startswith('truncated or corrupt')
+    assert len(pd.read_csv(tmp_path/'out'/'p.csv')) == 4
+
+
+def test_missing_photo_path_is_a_clear_error(model_file, tmp_path):
+    with pytest.raises(FileNotFoundError, match='nope.jpg does not exist'):
+        predict_paths(load_classifier(model_file), [tmp_path/'nope.jpg'])
+
+
+def test_bad_model_files_are_clear_errors(model_file, tmp_path):
+    with pytest.raises(FileNotFoundError, match='does not exist'): load_classifier(tmp_path/'missing.pth')
+    (tmp_path/'cut.pth').write_bytes(model_file.read_bytes()[:4000])
+    with pytest.raises(ValueError, match='unreadable or truncated'): load_classifier(tmp_path/'cut.pth')
+    ck = torch.load(model_file, weights_only=True)                  # weights of Lite0 + attention, labelled as ResNet18
+    torch.save(dict(ck, config=dict(ck['config'], arch='resnet18')), tmp_path/'other_arch.pth')
+    with pytest.raises(ValueError, match='does not match its own config'): load_classifier(tmp_path/'other_arch.pth')
+    with pytest.raises(ValueError, match='trust=True'): load_classifier(model_file.parent/'export.pkl')
+    with pytest.raises(ValueError, match='backend'): load_classifier(model_file, backend='tensorrt')
+    (tmp_path/'x.onnx').write_bytes(b'not onnx')
+    with pytest.raises(Exception): load_classifier(tmp_path/'x.onnx')
+
+
+def test_trusted_fastai_export_predicts_like_the_model_file(model_file, photos):
+    a = load_classifier(model_file).predict(photos[2])
+    b = load_classifier(model_file.parent/'export.pkl', trust=True).predict(photos[2])
+    assert a['label'] == b['label'] and abs(a['confidence'] - b['confidence']) < 1e-4
+
+
+def test_fit_folder_on_your_own_classes(sample, tmp_path):
+    "Three 'bins' of 12 photos each, as a user would lay them out; held-out accuracy is reported and the model predicts them."
+    bins = tmp_path/'my_bins'
+    for c in ('glass', 'paper', 'metal'):
+        (bins/c).mkdir(parents=True)
+        for f in image_files(sample/c): shutil.copy(f, bins/c/f.name)
+    learn = fit_folder(bins, epochs=1, lr=1e-2, size=64, bs=8, out=tmp_path/'run', export=False)
+    test = learn.results['test']
+    assert learn.config['classes'] == ['glass', 'metal', 'paper'] and test['total'] == 6   # 15% of 12 → 2 per class
+    clf = load_classifier(tmp_path/'run'/'model.pth')
+    assert clf.classes == ['glass', 'metal', 'paper'] and clf.predict(bins/'glass'/'glass174.jpg')['label'] in clf.classes
+
+
+def test_fit_folder_needs_two_classes(tmp_path):
+    (tmp_path/'only'/'glass').mkdir(parents=True)
+    Image.new('RGB', (32, 32)).save(tmp_path/'only'/'glass'/'a.jpg')
+    with pytest.raises(ValueError, match='at least two class folders'): fit_folder(tmp_path/'only')
+    with pytest.raises(FileNotFoundError, match='not a folder'): fit_folder(tmp_path/'nowhere')
