@@ -13,9 +13,10 @@ from fastcore.script import call_parse, anno_parser, Param
 from .data import get_trashnet, official_split, stratified_split, split_counts, audit, audit_summary
 from .learner import train as train_model, evaluate_file
 from .inference import load_classifier, predict_paths, export_onnx, fit_folder as fit_folder_model
+from .interpret import write_report
 
 # %% auto #0
-__all__ = ['COMMANDS', 'command', 'parse_size', 'data', 'train', 'eval_', 'predict', 'export', 'fit_folder', 'main']
+__all__ = ['COMMANDS', 'command', 'parse_size', 'data', 'train', 'eval_', 'predict', 'export', 'fit_folder', 'report', 'main']
 
 # %% ../nbs/08_cli.ipynb #d38c9aeb
 COMMANDS = {}
@@ -138,6 +139,20 @@ def fit_folder(
     "Train a classifier on your own class folders (class_name/*.jpg) and report accuracy on a held-out 15% of each."
     return fit_folder_model(path, arch, epochs=epochs, lr=None if lr == 'auto' else float(lr), size=parse_size(size), bs=bs,
                             out=out, seed=seed)
+
+# %% ../nbs/08_cli.ipynb #32ac533f
+@command
+@call_parse
+def report(
+    model:str,              # model.pth written by `recyclenet train`
+    data:str=None,          # TrashNet folder or zip, or 'sample' (default: $RECYCLENET_DATA, else 'sample')
+    split:str='test',       # train, valid or test
+    out:str='report',       # Output folder: confusion_matrix.png, per_class.csv, most_confused.png, report.md, report.json
+    force:bool=False,       # Overwrite the report of another model, dataset or split in --out
+    bs:int=64,              # Batch size
+):
+    "Write an interpretation report of a saved model: confusion matrix, per-class scores, most-confused photos, summary."
+    return write_report(model, _data_arg(data), split, out, force, bs)
 
 # %% ../nbs/08_cli.ipynb #5e6596b2
 def _usage() -> str:
