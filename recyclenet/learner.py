@@ -94,8 +94,9 @@ class AttentionCallback(Callback):
         return pd.DataFrame(self.history)
 
 # %% ../nbs/02_training.ipynb #7a7dd10c
-def suggest_lr(learn, show_plot=True, num_it=100) -> float:
-    "Run fastai's `lr_find` for `num_it` batches and return its valley suggestion (clipped to [1e-5, 1e-1])."
+def suggest_lr(learn, show_plot=True, num_it=None) -> float:
+    "Run fastai's `lr_find` for `num_it` batches (default: 10 epochs' worth, at most 100) and return its valley suggestion (clipped to [1e-5, 1e-1])."
+    num_it = num_it or min(100, 10*len(learn.dls.train))
     with learn.no_logging(): res = learn.lr_find(num_it=num_it, show_plot=show_plot)
     return float(np.clip(res.valley, 1e-5, 1e-1))
 
