@@ -23,3 +23,13 @@ def test_ci_runs_the_second_command_verbatim():
 def test_readme_is_rendered_from_index_notebook():
     r = subprocess.run([sys.executable, str(ROOT/'.ci'/'readme.py'), '--check'], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
+
+def test_first_command_parses_with_the_cli():
+    "Every `recyclenet ...` step of the first command is accepted by the CLI's own parser (options spelled right)."
+    import shlex
+    from fastcore.script import anno_parser
+    from recyclenet.cli import COMMANDS
+    steps = [shlex.split(s.replace('"${RECYCLENET_DATA:-sample}"', 'sample')) for s in readme_commands()[0].split('&&')]
+    steps = [s for s in steps if s[0] == 'recyclenet']
+    assert [s[1] for s in steps] == ['train', 'eval']
+    for _, cmd, *rest in steps: anno_parser(COMMANDS[cmd], prog=f'recyclenet {cmd}').parse_args(rest)
