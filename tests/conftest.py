@@ -15,3 +15,6 @@ def sample():
 def full_trashnet():
     if not (FULL_TRASHNET/'dataset-resized').exists(): pytest.skip(f'full TrashNet not at {FULL_TRASHNET}')
     return FULL_TRASHNET/'dataset-resized'
+
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'browser: end-to-end test in a real browser (JupyterLab + headless Chromium)')
