@@ -324,7 +324,9 @@ def train(data='sample', arch='efficientnet_lite0', attention=None, epochs=5, fr
                                path=out, opt_func=paper_sgd if recipe == 'paper' else Adam)
     learn.config.update(size=size, resize=resize, seed=seed, split=split, pct=list(pct), data=str(path), processes=world)
     if world > 1 and lr is None and not resume and recipe != 'paper': lr = _broadcast_lr(suggest_lr(learn, show_plot=False))
-    with learn.distrib_ctx(sync_bn=torch.cuda.is_available()) if world > 1 else contextlib.nullcontext():
+    cuda = torch.cuda.is_available()
+    if world > 1 and not rank: print(f'data-parallel training in {world} processes ({torch.distributed.get_backend()}), batches of {bs} each')
+    with learn.distrib_ctx(sync_bn=cuda, cpu=not cuda) if world > 1 else contextlib.nullcontext():
         fit_recyclenet(learn, epochs, lr, freeze_epochs, recipe, out/'checkpoints', resume)
     res = dict(valid=evaluate(learn, 1), test=evaluate(learn, 2) if len(dls.loaders) > 2 else None,
                train_seconds=round(time.time() - t0, 1), n_train=len(dls.train_ds),
