@@ -15,8 +15,12 @@ from .learner import train as train_model, evaluate_file
 from .inference import load_classifier, predict_paths, export_onnx, fit_folder as fit_folder_model
 from .interpret import write_report
 
+if __name__ == '__main__' and Path(globals().get('__file__', '')).stem == 'cli':   # `python -m recyclenet.cli` (torchrun, accelerate):
+    from recyclenet.cli import main; sys.exit(main())                            # run the imported module, not this script copy
+
 # %% auto #0
-__all__ = ['COMMANDS', 'command', 'parse_size', 'data', 'train', 'eval_', 'predict', 'export', 'fit_folder', 'report', 'main']
+__all__ = ['COMMANDS', 'command', 'parse_size', 'parse_lr', 'data', 'train', 'eval_', 'predict', 'export', 'fit_folder', 'report',
+           'main']
 
 # %% ../nbs/08_cli.ipynb #d38c9aeb
 COMMANDS = {}
@@ -34,6 +38,12 @@ def parse_size(s) -> int | tuple:
     except ValueError: raise ValueError(f"size {s!r}: use a number of pixels (224) or HEIGHTxWIDTH (240x320).") from None
     if len(hw) not in (1, 2) or min(hw) < 16: raise ValueError(f"size {s!r}: use a number of pixels >= 16 (224) or HEIGHTxWIDTH (240x320).")
     return hw[0] if len(hw) == 1 else tuple(hw)
+
+def parse_lr(s) -> float | None:
+    "'auto' -> None (lr_find decides); '3e-3' -> 0.003."
+    if s in (None, 'auto'): return None
+    try: return float(s)
+    except ValueError: raise ValueError(f"--lr {s!r}: use a number such as 1e-3, or 'auto' for lr_find's suggestion.") from None
 
 # %% ../nbs/08_cli.ipynb #72c65214
 @command
@@ -76,12 +86,14 @@ def train(
     seed:int=42,             # Random seed (split, order, augmentation, initialisation)
     out:str='runs/recyclenet',  # Output folder: checkpoints/, model.pth, export.pkl, results.json
     resume:bool=False,       # Continue from out/checkpoints/last.pth
+    split:str='official',    # official (the paper's split files) or random (seeded, stratified 70/13/17)
+    distributed:bool=False,  # Data-parallel in the processes torchrun or `accelerate launch` start (--bs is per process)
 ):
     "Train a RecycleNet model with one-cycle transfer learning, then test it; print accuracy as correct/total."
     none = lambda v: None if v in (None, 'none', 'None') else v
-    rate = None if lr == 'auto' else float(lr)
-    return train_model(_data_arg(data), arch, none(attention), epochs, freeze_epochs, rate, parse_size(size), bs, none(aug),
-                       recipe, not scratch, weights, kind, combine, label_smoothing, seed, out, resume, resize=resize)
+    return train_model(_data_arg(data), arch, none(attention), epochs, freeze_epochs, parse_lr(lr), parse_size(size), bs, none(aug),
+                       recipe, not scratch, weights, kind, combine, label_smoothing, seed, out, resume, split=split, resize=resize,
+                       distributed=distributed)
 
 @command
 @call_parse
@@ -137,7 +149,7 @@ def fit_folder(
     seed:int=42,                    # Seed of the 70/15/15 per-class split and of training
 ):
     "Train a classifier on your own class folders (class_name/*.jpg) and report accuracy on a held-out 15% of each."
-    return fit_folder_model(path, arch, epochs=epochs, lr=None if lr == 'auto' else float(lr), size=parse_size(size), bs=bs,
+    return fit_folder_model(path, arch, epochs=epochs, lr=parse_lr(lr), size=parse_size(size), bs=bs,
                             out=out, seed=seed)
 
 # %% ../nbs/08_cli.ipynb #32ac533f
@@ -169,7 +181,7 @@ def main(argv=None):
     args = vars(anno_parser(f, prog=f'recyclenet {cmd}').parse_args(rest))
     args.pop('pdb', None); args.pop('xtra', None)
     try: f(**args)
-    except (FileNotFoundError, ValueError, ConnectionError, RuntimeError, KeyError) as e:
+    except (OSError, ValueError, ConnectionError, RuntimeError, KeyError, ImportError) as e:   # OSError: a full disk, too
         if os.environ.get('RECYCLENET_DEBUG'): raise
         print(f'recyclenet {cmd}: error: {e}', file=sys.stderr)
         return 2

@@ -19,12 +19,14 @@ __all__ = ['CLASSES', 'IMAGE_EXTS', 'TRASHNET_URL', 'TRASHNET_SHA256', 'SPLIT_NA
            'data_home', 'image_files', 'check_trashnet', 'sha256sum', 'check_sha256', 'unpack_zip', 'get_trashnet',
            'to_rgb', 'load_rgb', 'RGBImage', 'exif_rotated', 'image_problem', 'verify_images', 'make_bad_images',
            'split_files', 'read_split_file', 'split_counts', 'official_split', 'label_images', 'stratified_split',
-           'albumentations_preset', 'AlbumentationsTransform', 'drop_unreadable', 'input_size', 'trashnet_dls',
-           'plot_class_balance', 'show_augmentations', 'augment_offline', 'audit', 'audit_summary']
+           'albumentations_preset', 'AlbumentationsTransform', 'drop_unreadable', 'input_size', 'TrainResize',
+           'trashnet_dls', 'plot_class_balance', 'show_augmentations', 'augment_offline', 'audit', 'audit_summary']
 
 # %% ../nbs/00_data.ipynb #a6f4bc56
 CLASSES = ['glass', 'paper', 'cardboard', 'plastic', 'metal', 'trash']
-IMAGE_EXTS = {'.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff', '.webp'}
+IMAGE_EXTS = {'.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff', '.webp', '.heic', '.heif'}   # HEIC: counted, read with pillow-heif
+try: from pillow_heif import register_heif_opener; register_heif_opener()
+except ImportError: pass
 
 # %% ../nbs/00_data.ipynb #d41cdd21
 TRASHNET_URL = 'https://huggingface.co/datasets/garythung/trashnet/resolve/main/dataset-resized.zip'
@@ -168,6 +170,11 @@ def exif_rotated(im: Image.Image, orientation=6) -> bytes:
     b = io.BytesIO(); im.transpose(Image.Transpose.ROTATE_90).save(b, 'JPEG', exif=exif); return b.getvalue()
 
 # %% ../nbs/00_data.ipynb #f3d2d70b
+def _is_heif(fn) -> bool:
+    "Whether `fn` starts like a HEIC/HEIF photo (an ISO-BMFF `ftyp` box with a HEIF brand)."
+    with open(fn, 'rb') as f: head = f.read(12)
+    return head[4:8] == b'ftyp' and head[8:12] in (b'heic', b'heix', b'hevc', b'heim', b'heis', b'mif1', b'msf1')
+
 def image_problem(fn) -> str:
     "Why `fn` can't be used as a training image ('' if it can)."
     fn = Path(fn)
@@ -179,7 +186,9 @@ def image_problem(fn) -> str:
             if min(w, h) < 8: return f'too small ({w}x{h} pixels)'
             im.draft('RGB', (64, 64))
             im.load()
-    except UnidentifiedImageError: return 'not an image (unknown format)'
+    except UnidentifiedImageError:
+        if _is_heif(fn): return 'HEIC/HEIF photo: pip install pillow-heif to read it, or convert it to JPEG'
+        return 'not an image (unknown format)'
     except Image.DecompressionBombError as e: return f'decompression bomb refused ({e})'
     except (OSError, SyntaxError, ValueError) as e:
         return 'truncated or corrupt image' if 'truncat' in str(e).lower() or 'broken' in str(e).lower() else f'unreadable image ({e})'
@@ -216,6 +225,9 @@ def split_files(path) -> dict:
     for d in [path, path.parent, pkg_path()/'splits']:
         fs = {s: d/f'one-indexed-files-notrash_{s}.txt' for s in SPLIT_NAMES}
         if all(f.exists() for f in fs.values()): return fs
+        if any(f.exists() for f in fs.values()):
+            raise FileNotFoundError(f"{', '.join(str(f) for f in fs.values() if not f.exists())} is missing (the other split "
+                                    f"files are in {d}): restore it, or use split='random' (--split random).")
     raise FileNotFoundError(f"No split files one-indexed-files-notrash_{{train,val,test}}.txt next to {path}.")
 
 def read_split_file(fn) -> pd.DataFrame:
@@ -335,6 +347,10 @@ def input_size(size) -> tuple:
     "`size` as (height, width): an int means a square."
     return (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
 
+class TrainResize(Resize):
+    "`Resize` of training items only: a class of its own, as a `DataBlock` keeps one item transform per class."
+    split_idx = 0
+
 def trashnet_dls(path, split='official', size=224, bs=32, aug='mid', resize='crop', presize=None, min_scale=0.75,
                  seed=42, classes=CLASSES, pct=(.7, .13, .17), extra_train=None, num_workers=None, device=None, verbose=False):
     "fastai `DataLoaders` (train, valid, and labelled test as `dls[2]`) for the images at `path`."
@@ -349,9 +365,9 @@ def trashnet_dls(path, split='official', size=224, bs=32, aug='mid', resize='cro
     trval, test = df[df.split != 'test'].reset_index(drop=True), df[df.split == 'test'].reset_index(drop=True)
     size = input_size(size)
     presize = presize or tuple(int(s*1.15) for s in size)
-    train_resize, valid_resize = Resize(presize, method=resize), Resize(size, method=resize)
+    train_resize, valid_resize = TrainResize(presize, method=resize), Resize(size, method=resize)
     crop = RandomResizedCropGPU(size, min_scale=min_scale)
-    train_resize.split_idx, valid_resize.split_idx, crop.split_idx = 0, 1, 0
+    valid_resize.split_idx, crop.split_idx = 1, 0
     item_tfms = [train_resize, valid_resize] + ([AlbumentationsTransform(albumentations_preset(aug))] if aug else [])
     dblock = DataBlock(blocks=(ImageBlock(RGBImage), CategoryBlock(vocab=classes, sort=False)),
                        get_x=ColReader('file'), get_y=ColReader('label'),

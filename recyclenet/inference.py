@@ -69,7 +69,9 @@ class Classifier:
 
     def prepare(self, src) -> np.ndarray:
         "The model input for one image (any form `read_image` takes)."
-        return to_input(read_image(src, self.draft), self.size, self.stats, self.resize)
+        img = read_image(src, self.draft)
+        if min(img.size) < 8: raise ValueError(f"The image is {img.width}x{img.height} pixels: too small to classify (8x8 at least).")
+        return to_input(img, self.size, self.stats, self.resize)
 
     def predict(self, src, topk=3, tta=False) -> dict:
         "Label one image: {'label', 'confidence', 'topk': [(label, p), ...], 'probs': {label: p}}."
@@ -212,7 +214,10 @@ def fit_folder(path, arch='efficientnet_lite0', attention=None, epochs=8, lr=Non
     "Train a classifier on the class folders in `path` (`class_name/*.jpg`), testing on a held-out `pct[2]` of each."
     path = Path(path)
     if not path.is_dir(): raise FileNotFoundError(f"{path} is not a folder of class folders.")
-    classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith('.') and image_files(p))
+    folders = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith('.'))
+    empty = [str(p) for p in folders if not image_files(p)]
+    if empty: raise ValueError(f"Class folder(s) {', '.join(empty)} hold no images: add photos, or remove the folder to leave the class out.")
+    classes = [p.name for p in folders]
     if len(classes) < 2: raise ValueError(f"{path} needs at least two class folders with photos (found {classes or 'none'}).")
     return train(path, arch, attention, epochs, lr=lr, size=size, bs=bs, aug=aug, out=out, seed=seed, split='random',
                  pct=pct, classes=classes, **kwargs)

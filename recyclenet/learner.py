@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_training.ipynb #06119446
 from __future__ import annotations
-import os, random, time, warnings
+import contextlib, os, random, time, warnings
 from pathlib import Path
 
 import numpy as np, pandas as pd, torch, torch.nn as nn
@@ -13,15 +13,15 @@ from .data import CLASSES, trashnet_dls, get_trashnet
 from .models import recyclenet_model, ChannelGate, SpatialGate, AttentionModule, RecycleNet
 from fastai.vision.all import (Learner, Callback, CancelFitException, Normalize, accuracy, error_rate, Adam, SGD,
                                CrossEntropyLossFlat, LabelSmoothingCrossEntropyFlat, ParamScheduler, set_seed,
-                               hook_outputs, rank_distrib, default_device)
+                               hook_outputs, rank_distrib, num_distrib, distrib_barrier, default_device)
 from fastai.callback.channelslast import ChannelsLast
 from fastai.callback.fp16 import MixedPrecision
 
 # %% auto #0
 __all__ = ['recyclenet_splitter', 'RecycleLearner', 'add_normalize', 'recyclenet_learner', 'AttentionCallback', 'suggest_lr',
            'atomic_save', 'CheckpointCallback', 'step_schedule', 'fit_recyclenet', 'paper_sgd', 'load_checkpoint',
-           'check_config', 'evaluate', 'format_accuracy', 'save_model_file', 'load_model_file', 'train',
-           'evaluate_file', 'attention_overlay', 'show_attention']
+           'check_config', 'evaluate', 'format_accuracy', 'save_model_file', 'load_model_file', 'setup_distributed',
+           'train', 'evaluate_file', 'attention_overlay', 'show_attention']
 
 # %% ../nbs/02_training.ipynb #7f8e98ae
 def recyclenet_splitter(model: RecycleNet) -> list:
@@ -104,14 +104,17 @@ def suggest_lr(learn, show_plot=True, num_it=None) -> float:
 def _rng_state(learn) -> dict:
     "Every random state training draws from: Python's (albumentations draws its seeds there), NumPy's, torch's, the train loader's."
     s = dict(py=random.getstate(), np=np.random.get_state()[1].tolist(), np_pos=int(np.random.get_state()[2]),
-             torch=torch.get_rng_state(), dl=learn.dls.train.rng.getstate())
+             torch=torch.get_rng_state(), dl=_train_dl(learn).rng.getstate())
     if torch.cuda.is_available(): s['cuda'] = torch.cuda.get_rng_state_all()
     return s
 
 def _set_rng_state(learn, s):
-    random.setstate(_tuples(s['py'])); torch.set_rng_state(s['torch']); learn.dls.train.rng.setstate(_tuples(s['dl']))
+    random.setstate(_tuples(s['py'])); torch.set_rng_state(s['torch']); _train_dl(learn).rng.setstate(_tuples(s['dl']))
     np.random.set_state(('MT19937', np.array(s['np'], dtype=np.uint32), s['np_pos'], 0, 0.))
     if 'cuda' in s and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
+
+def _train_dl(learn): return vars(learn.dls.train).get('dl', learn.dls.train)   # (unwrapped if distributed)
+def _unwrap(model): return getattr(model, 'module', model)                        # (DistributedDataParallel's model)
 
 def _tuples(x): return tuple(_tuples(o) for o in x) if isinstance(x, (list, tuple)) else x
 
@@ -128,8 +131,11 @@ def atomic_save(obj, fn):
     try:
         torch.save(obj, tmp)
         os.replace(tmp, fn)
-    except BaseException:
-        tmp.unlink(missing_ok=True); raise
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if not isinstance(e, OSError): raise
+        kept = f'the previous {fn.name} is kept' if fn.exists() else f'no {fn.name} was written'
+        raise OSError(e.errno, f"Could not write {fn} ({e.strerror or e}); {kept}. Free disk space or choose another folder.") from e
     return fn
 
 # %% ../nbs/02_training.ipynb #17c20e2f
@@ -144,7 +150,7 @@ class CheckpointCallback(Callback):
         row = dict(stage=self.stage, epoch=self.epoch, **{n: float(v) for n, v in zip(names, vals) if v is not None})
         self.history.append(row)
         self.dir.mkdir(parents=True, exist_ok=True)
-        state = dict(model=self.learn.model.state_dict(), config=self.learn.config, history=self.history)
+        state = dict(model=_unwrap(self.learn.model).state_dict(), config=self.learn.config, history=self.history)
         if row.get(self.monitor, -np.inf) > self.best:
             self.best = row[self.monitor]
             atomic_save(state, self.dir/'best.pth')
@@ -168,6 +174,9 @@ def fit_recyclenet(learn, epochs=5, lr=None, freeze_epochs=1, recipe='one-cycle'
     if lr is not None and not (0 < lr <= 10): raise ValueError(f"lr={lr} is not a usable learning rate: use a value in (0, 10], e.g. 1e-3.")
     pretrained = learn.config.get('pretrained', True)
     stages = _stages(pretrained, recipe, epochs, freeze_epochs)
+    if not resume and not any(n for _, n in stages):
+        warnings.warn(f"epochs={epochs}, freeze_epochs={freeze_epochs}: nothing to train; the model keeps the weights it was "
+                      "built with (an untrained head). Pass epochs >= 1 to train it.", stacklevel=2)
     if recipe == 'paper' and learn.opt_func is not paper_sgd: learn.opt_func, learn.opt = paper_sgd, None
     ckpt_dir = Path(ckpt_dir or learn.path/'checkpoints')
     done, start, history, best = set(), 0, [], -np.inf
@@ -180,8 +189,9 @@ def fit_recyclenet(learn, epochs=5, lr=None, freeze_epochs=1, recipe='one-cycle'
         if start >= stages[i][1]: done.add(names[i]); start = 0
         lr = ck['config'].get('lr', lr)                             # the run's own rate, not a new lr_find
         print(f'resuming after {ck["stage"]} epoch {ck["epoch"]} (best {best:.4f})')
-    if lr is None: lr = 2e-4 if recipe == 'paper' else suggest_lr(learn, show_plot=False)
+    if lr is None and any(n for _, n in stages): lr = 2e-4 if recipe == 'paper' else suggest_lr(learn, show_plot=False)
     learn.config.update(lr=lr, recipe=recipe)
+    trained = resume
     for stage, n in stages:
         if stage in done or n == 0: continue
         ckpt = CheckpointCallback(ckpt_dir, stage, history=history, best=best, start=start)
@@ -191,8 +201,9 @@ def fit_recyclenet(learn, epochs=5, lr=None, freeze_epochs=1, recipe='one-cycle'
         elif stage == 'unfrozen': learn.fit_one_cycle(n, slice(lr/2/100, lr/2), pct_start=0.3, div=5., cbs=ckpt, start_epoch=start)
         elif stage == 'scratch': learn.fit_one_cycle(n, lr, cbs=ckpt, start_epoch=start)
         else: learn.fit(n, lr, cbs=[ckpt, ParamScheduler({'lr': step_schedule(lr, n)})], start_epoch=start)   # the paper's
-        history, best, start = ckpt.history, ckpt.best, 0
-    if (ckpt_dir/'best.pth').exists(): learn.model.load_state_dict(torch.load(ckpt_dir/'best.pth', weights_only=True)['model'])
+        history, best, start, trained = ckpt.history, ckpt.best, 0, True
+    if num_distrib() > 1: distrib_barrier()                         # (rank 0 writes the checkpoints)
+    if trained and (ckpt_dir/'best.pth').exists(): learn.model.load_state_dict(torch.load(ckpt_dir/'best.pth', weights_only=True)['model'])
     learn.history = pd.DataFrame(history)
     return learn
 
@@ -205,8 +216,12 @@ def load_checkpoint(fn, learn) -> dict:
     fn = Path(fn)
     if not fn.exists(): raise FileNotFoundError(f"No checkpoint to resume from at {fn}: train without --resume first.")
     try: ck = torch.load(fn, map_location='cpu', weights_only=True)
-    except Exception as e: raise ValueError(f"Checkpoint {fn} is unreadable ({type(e).__name__}): it may be truncated. "
-                                            "Delete it and train from the start.") from None
+    except Exception as e:
+        if 'Weights only load failed' in str(e):
+            raise ValueError(f"Checkpoint {fn} is refused: it holds pickled code or objects, which `recyclenet train` never "
+                             "writes. Delete it and train from the start.") from None
+        raise ValueError(f"Checkpoint {fn} is unreadable ({type(e).__name__}): it may be truncated. "
+                         "Delete it and train from the start.") from None
     check_config(ck['config'], learn.config, fn)
     learn.model.load_state_dict(ck['model'])
     if learn.opt is None: learn.create_opt()
@@ -217,9 +232,9 @@ def load_checkpoint(fn, learn) -> dict:
     return ck
 
 def check_config(saved, current, fn):
-    "Raise a clear error if the checkpoint `fn` was made for another model or other classes."
-    for k in ('arch', 'attention', 'kind', 'combine', 'classes'):
-        if saved.get(k) != current.get(k):
+    "Raise a clear error if the checkpoint `fn` was made for another model, other classes, or other data (seed, split, size)."
+    for k in ('arch', 'attention', 'kind', 'combine', 'classes', 'seed', 'split', 'pct', 'size', 'resize'):
+        if _plain(saved.get(k)) != _plain(current.get(k)):
             raise ValueError(f"{fn} was saved for {k}={saved.get(k)!r}, but this model has {k}={current.get(k)!r}.")
 
 # %% ../nbs/02_training.ipynb #2d7edbba
@@ -254,31 +269,76 @@ def load_model_file(fn, device=None) -> RecycleNet:
     m.config = c
     return m.to(device or default_device()).eval()
 
+# %% ../nbs/02_training.ipynb #632f647a
+def _patch_distributed_dl():
+    "fastai's `DistributedDL` broadcasts the shuffled order as a CUDA tensor (nccl only): use the CPU under gloo."
+    from fastai.distributed import DistributedDL
+    def _broadcast(self, t, rank):
+        t = torch.tensor(t, dtype=torch.long, device='cuda' if torch.distributed.get_backend() == 'nccl' else 'cpu')
+        torch.distributed.broadcast(t, rank)
+        return t.cpu().tolist()
+    DistributedDL._broadcast = _broadcast
+
+def setup_distributed() -> tuple[int, int]:
+    "Join the process group that `torchrun` or `accelerate launch` describe (nccl on GPUs, gloo on CPUs); return (rank, processes)."
+    try: import accelerate, fastai.distributed
+    except ImportError: raise ImportError("Distributed training needs 🤗 Accelerate: pip install accelerate") from None
+    if num_distrib() <= 1:
+        warnings.warn("distributed=True, but no launcher started several processes (WORLD_SIZE is not set): training in one "
+                      "process. Launch with `torchrun --nproc_per_node N -m recyclenet.cli train --distributed ...`.", stacklevel=2)
+        return 0, 1
+    if torch.cuda.is_available(): torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)))
+    if not torch.distributed.is_initialized(): torch.distributed.init_process_group('nccl' if torch.cuda.is_available() else 'gloo')
+    _patch_distributed_dl()
+    return rank_distrib(), num_distrib()
+
+@contextlib.contextmanager
+def _rank0_first(distributed):
+    "Run the block in rank 0 first (a download, say), then in the other processes."
+    if distributed and rank_distrib(): distrib_barrier()
+    try: yield
+    finally:
+        if distributed and not rank_distrib(): distrib_barrier()
+
+def _broadcast_lr(lr) -> float:
+    "Rank 0's `lr`, in every process."
+    obj = [lr]; torch.distributed.broadcast_object_list(obj, src=0)
+    return obj[0]
+
 # %% ../nbs/02_training.ipynb #2631305c
 def train(data='sample', arch='efficientnet_lite0', attention=None, epochs=5, freeze_epochs=1, lr=None, size=224,
           bs=32, aug='mid', recipe='one-cycle', pretrained=True, weights=None, kind='cs', combine='sum',
           label_smoothing=0., seed=42, out='runs/recyclenet', resume=False, split='official', pct=(.7, .13, .17),
-          resize='crop', classes=None, export=True) -> Learner:
+          resize='crop', classes=None, export=True, distributed=False) -> Learner:
     "Train and test a RecycleNet model on TrashNet (or any class-folder dataset); write checkpoints and `model.pth` to `out`."
     import json
     t0, out, classes = time.time(), Path(out), list(classes or CLASSES)
+    rank, world = setup_distributed() if distributed else (rank_distrib(), 1)
+    if not distributed and num_distrib() > 1:
+        warnings.warn(f"Started as {num_distrib()} processes but distributed=False: each trains alone. Pass --distributed.")
     set_seed(seed, reproducible=True)
-    path = get_trashnet(data, classes=classes)
+    with _rank0_first(world > 1): path = get_trashnet(data, classes=classes)   # (downloads once)
     if not isinstance(split, str): raise ValueError(f"split must be 'official' or 'random' (with `pct`), not {type(split).__name__}.")
     dls = trashnet_dls(path, split=split, size=size, bs=bs, aug=aug, resize=resize, seed=seed, classes=classes, pct=pct)
     learn = recyclenet_learner(dls, arch, attention, pretrained, weights, kind, combine, label_smoothing=label_smoothing,
                                path=out, opt_func=paper_sgd if recipe == 'paper' else Adam)
-    learn.config.update(size=size, resize=resize, seed=seed, split=split, pct=list(pct), data=str(path))
-    fit_recyclenet(learn, epochs, lr, freeze_epochs, recipe, out/'checkpoints', resume)
+    learn.config.update(size=size, resize=resize, seed=seed, split=split, pct=list(pct), data=str(path), processes=world)
+    if world > 1 and lr is None and not resume and recipe != 'paper': lr = _broadcast_lr(suggest_lr(learn, show_plot=False))
+    cuda = torch.cuda.is_available()
+    if world > 1 and not rank: print(f'data-parallel training in {world} processes ({torch.distributed.get_backend()}), batches of {bs} each')
+    with learn.distrib_ctx(sync_bn=cuda, cpu=not cuda) if world > 1 else contextlib.nullcontext():
+        fit_recyclenet(learn, epochs, lr, freeze_epochs, recipe, out/'checkpoints', resume)
     res = dict(valid=evaluate(learn, 1), test=evaluate(learn, 2) if len(dls.loaders) > 2 else None,
-               train_seconds=round(time.time() - t0, 1), n_train=len(dls.train_ds))
+               train_seconds=round(time.time() - t0, 1), n_train=len(dls.train_ds),
+               skipped=dls.skipped.to_dict('records'))            # unreadable photos left out, with the reason
     learn.results = res
-    if not rank_distrib():
+    if not rank:
         save_model_file(learn, out/'model.pth', valid=res['valid'], test=res['test'])
         if export: learn.export(out.absolute()/'export.pkl')
         (out/'results.json').write_text(json.dumps(dict(config=learn.config, **res), indent=1, default=str))
-    print(format_accuracy(res['valid'], 'valid'))
-    if res['test']: print(format_accuracy(res['test']))
+        print(format_accuracy(res['valid'], 'valid'))
+        if res['test']: print(format_accuracy(res['test']))
+    if world > 1: distrib_barrier(); torch.distributed.destroy_process_group()
     return learn
 
 # %% ../nbs/02_training.ipynb #b4d6b8fa
