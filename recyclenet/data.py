@@ -170,10 +170,12 @@ def exif_rotated(im: Image.Image, orientation=6) -> bytes:
     b = io.BytesIO(); im.transpose(Image.Transpose.ROTATE_90).save(b, 'JPEG', exif=exif); return b.getvalue()
 
 # %% ../nbs/00_data.ipynb #f3d2d70b
-def _is_heif(fn) -> bool:
-    "Whether `fn` starts like a HEIC/HEIF photo (an ISO-BMFF `ftyp` box with a HEIF brand)."
+def _signature(fn) -> str:
+    "What the first bytes of `fn` say it is, for files PIL can't identify: 'jpeg', 'heif' (HEIC photos) or ''."
     with open(fn, 'rb') as f: head = f.read(12)
-    return head[4:8] == b'ftyp' and head[8:12] in (b'heic', b'heix', b'hevc', b'heim', b'heis', b'mif1', b'msf1')
+    if head[:2] == b'\xff\xd8': return 'jpeg'
+    if head[4:8] == b'ftyp' and head[8:12] in (b'heic', b'heix', b'hevc', b'heim', b'heis', b'mif1', b'msf1'): return 'heif'
+    return ''
 
 def image_problem(fn) -> str:
     "Why `fn` can't be used as a training image ('' if it can)."
@@ -187,8 +189,9 @@ def image_problem(fn) -> str:
             im.draft('RGB', (64, 64))
             im.load()
     except UnidentifiedImageError:
-        if _is_heif(fn): return 'HEIC/HEIF photo: pip install pillow-heif to read it, or convert it to JPEG'
-        return 'not an image (unknown format)'
+        sig = _signature(fn)
+        if sig == 'heif': return 'HEIC/HEIF photo: pip install pillow-heif to read it, or convert it to JPEG'
+        return 'truncated or corrupt image (its JPEG header is unreadable)' if sig == 'jpeg' else 'not an image (unknown format)'
     except Image.DecompressionBombError as e: return f'decompression bomb refused ({e})'
     except (OSError, SyntaxError, ValueError) as e:
         return 'truncated or corrupt image' if 'truncat' in str(e).lower() or 'broken' in str(e).lower() else f'unreadable image ({e})'

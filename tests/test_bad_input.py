@@ -63,10 +63,15 @@ TRAIN_ARGS = ['--data', 'sample', '--arch', 'resnet18', '--scratch', '--lr', '3e
 
 # --- image files: how each kind is made, and what must happen to it ---
 
-def corrupt_jpeg(d, im):
-    raw = bytearray(_jpeg(im))
-    raw[20:420] = np.random.default_rng(0).integers(0, 256, 400, dtype=np.uint8).tobytes()   # garbage over the header
-    return _write(d/'corrupt.jpg', bytes(raw))
+def _garble(raw, start, n):
+    raw = bytearray(raw); raw[start:start + n] = np.random.default_rng(0).integers(0, 256, n, dtype=np.uint8).tobytes()
+    return bytes(raw)
+
+def corrupt_header(d, im): return _write(d/'corrupt_header.jpg', _garble(_jpeg(im), 20, 400))
+
+def corrupt_data(d, im):
+    raw = _jpeg(im.resize((512, 384)))
+    return _write(d/'corrupt_data.jpg', _garble(raw, len(raw)//2, 2000))   # bit rot in the middle of the image data
 
 def bomb_png(d, im):
     "A PNG that claims 20000x20000 pixels (400 Mpx, over twice PIL's limit) in 70 bytes."
@@ -91,7 +96,8 @@ class ImageCase:
     def __repr__(self): return self.name
 
 IMAGE_CASES = [
-    ImageCase('corrupt JPEG', corrupt_jpeg, r'^(unreadable image|truncated or corrupt image|not an image)'),
+    ImageCase('corrupt JPEG header', corrupt_header, r'^truncated or corrupt image \(its JPEG header is unreadable\)$'),
+    ImageCase('corrupt JPEG data', corrupt_data, r'^truncated or corrupt image$'),
     ImageCase('truncated JPEG', lambda d, im: _write(d/'truncated.jpg', _jpeg(im)[:len(_jpeg(im))//2]), r'^truncated or corrupt image$'),
     ImageCase('zero-byte file', lambda d, im: _write(d/'empty.jpg', b''), r'^zero-byte file$'),
     ImageCase('text file named .jpg', lambda d, im: _write(d/'notes.jpg', b'shopping list: milk, eggs\n'), r'^not an image \(unknown format\)$'),
