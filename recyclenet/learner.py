@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch, torch.nn as nn
 from fastcore.all import L
 from .data import CLASSES, trashnet_dls, get_trashnet
-from .models import recyclenet_model, ChannelGate, SpatialGate, AttentionModule, RecycleNet
-from fastai.vision.all import (Learner, Callback, CancelFitException, Normalize, accuracy, error_rate, Adam, SGD,
+from .models import recyclenet_model, ChannelGate, SpatialGate, AttentionModule, RecycleNet, BLOCK_ATTENTION
+from fastai.vision.all import (Learner, DataLoaders, Callback, CancelFitException, Normalize, accuracy, error_rate, Adam, SGD,
                                CrossEntropyLossFlat, LabelSmoothingCrossEntropyFlat, ParamScheduler, set_seed,
                                hook_outputs, rank_distrib, num_distrib, distrib_barrier, default_device)
 from fastai.callback.channelslast import ChannelsLast
@@ -20,7 +20,8 @@ from fastai.callback.fp16 import MixedPrecision
 # %% auto #0
 __all__ = ['recyclenet_splitter', 'RecycleLearner', 'add_normalize', 'recyclenet_learner', 'AttentionCallback', 'suggest_lr',
            'atomic_save', 'CheckpointCallback', 'step_schedule', 'fit_recyclenet', 'paper_sgd', 'load_checkpoint',
-           'check_config', 'evaluate', 'format_accuracy', 'save_model_file', 'load_model_file', 'setup_distributed',
+           'check_config', 'body_stages', 'trunk_depth', 'cache_features', 'CachedViews', 'FromStage', 'later_params',
+           'cached_learner', 'evaluate', 'format_accuracy', 'save_model_file', 'load_model_file', 'setup_distributed',
            'train', 'evaluate_file', 'attention_overlay', 'show_attention']
 
 # %% ../nbs/02_training.ipynb #7f8e98ae
@@ -164,12 +165,12 @@ def step_schedule(lr, n_epoch, every=40, gamma=0.1):
     return lambda pos: lr * gamma ** int(pos*n_epoch // every)
 
 def _stages(pretrained, recipe, epochs, freeze_epochs):
-    if recipe == 'paper': return [('paper', epochs)]
-    if recipe != 'one-cycle': raise ValueError(f"recipe={recipe!r}: use 'one-cycle' (fastai) or 'paper' (SGD, step decay).")
+    if recipe in ('paper', 'cached'): return [(recipe, epochs)]
+    if recipe != 'one-cycle': raise ValueError(f"recipe={recipe!r}: use 'one-cycle' (fastai), 'cached' (later stages on cached features) or 'paper' (SGD, step decay).")
     return ([('frozen', freeze_epochs)] if pretrained and freeze_epochs else []) + [('unfrozen' if pretrained else 'scratch', epochs)]
 
-def fit_recyclenet(learn, epochs=5, lr=None, freeze_epochs=1, recipe='one-cycle', ckpt_dir=None, resume=False) -> Learner:
-    "Transfer learning with one-cycle (head first, then all layers), or the paper's recipe; checkpointed and resumable."
+def fit_recyclenet(learn, epochs=5, lr=None, freeze_epochs=1, recipe='one-cycle', ckpt_dir=None, resume=False, views=8) -> Learner:
+    "Transfer learning with one-cycle (head first, then all layers), on cached features, or the paper's recipe; checkpointed and resumable."
     if epochs < 0 or freeze_epochs < 0: raise ValueError(f"epochs={epochs}, freeze_epochs={freeze_epochs}: they cannot be negative.")
     if lr is not None and not (0 < lr <= 10): raise ValueError(f"lr={lr} is not a usable learning rate: use a value in (0, 10], e.g. 1e-3.")
     pretrained = learn.config.get('pretrained', True)
@@ -178,10 +179,12 @@ def fit_recyclenet(learn, epochs=5, lr=None, freeze_epochs=1, recipe='one-cycle'
         warnings.warn(f"epochs={epochs}, freeze_epochs={freeze_epochs}: nothing to train; the model keeps the weights it was "
                       "built with (an untrained head). Pass epochs >= 1 to train it.", stacklevel=2)
     if recipe == 'paper' and learn.opt_func is not paper_sgd: learn.opt_func, learn.opt = paper_sgd, None
+    if recipe == 'cached' and not pretrained: raise ValueError("recipe='cached' freezes the first stages of a pretrained backbone: use pretrained=True, or recipe='one-cycle' from scratch.")
+    fitter = cached_learner(learn, views) if recipe == 'cached' and (epochs or resume) else learn   # what each epoch trains
     ckpt_dir = Path(ckpt_dir or learn.path/'checkpoints')
     done, start, history, best = set(), 0, [], -np.inf
     if resume:
-        ck = load_checkpoint(ckpt_dir/'last.pth', learn)
+        ck = load_checkpoint(ckpt_dir/'last.pth', fitter)
         names = [s for s, _ in stages]
         if ck['stage'] not in names: raise ValueError(f"{ckpt_dir/'last.pth'} stopped in stage {ck['stage']!r}, which this run does not have ({names}).")
         i = names.index(ck['stage'])
@@ -189,15 +192,16 @@ def fit_recyclenet(learn, epochs=5, lr=None, freeze_epochs=1, recipe='one-cycle'
         if start >= stages[i][1]: done.add(names[i]); start = 0
         lr = ck['config'].get('lr', lr)                             # the run's own rate, not a new lr_find
         print(f'resuming after {ck["stage"]} epoch {ck["epoch"]} (best {best:.4f})')
-    if lr is None and any(n for _, n in stages): lr = 2e-4 if recipe == 'paper' else suggest_lr(learn, show_plot=False)
-    learn.config.update(lr=lr, recipe=recipe)
+    if lr is None and any(n for _, n in stages): lr = 2e-4 if recipe == 'paper' else suggest_lr(fitter, show_plot=False)
+    learn.config.update(lr=lr, recipe=recipe, **({'views': views} if recipe == 'cached' else {}))
     trained = resume
     for stage, n in stages:
         if stage in done or n == 0: continue
         ckpt = CheckpointCallback(ckpt_dir, stage, history=history, best=best, start=start)
         if not start:                                               # (a resumed stage has its state loaded already;
-            learn.freeze() if stage == 'frozen' else learn.unfreeze()   # freeze/unfreeze would reset the optimiser)
+            fitter.freeze() if stage == 'frozen' else fitter.unfreeze()  # freeze/unfreeze would reset the optimiser)
         if stage == 'frozen': learn.fit_one_cycle(n, lr, pct_start=0.99, cbs=ckpt, start_epoch=start)
+        elif stage == 'cached': fitter.fit_one_cycle(n, lr, pct_start=0.25, cbs=ckpt, start_epoch=start)
         elif stage == 'unfrozen': learn.fit_one_cycle(n, slice(lr/2/100, lr/2), pct_start=0.3, div=5., cbs=ckpt, start_epoch=start)
         elif stage == 'scratch': learn.fit_one_cycle(n, lr, cbs=ckpt, start_epoch=start)
         else: learn.fit(n, lr, cbs=[ckpt, ParamScheduler({'lr': step_schedule(lr, n)})], start_epoch=start)   # the paper's
@@ -223,7 +227,7 @@ def load_checkpoint(fn, learn) -> dict:
         raise ValueError(f"Checkpoint {fn} is unreadable ({type(e).__name__}): it may be truncated. "
                          "Delete it and train from the start.") from None
     check_config(ck['config'], learn.config, fn)
-    learn.model.load_state_dict(ck['model'])
+    _unwrap(learn.model).load_state_dict(ck['model'])
     if learn.opt is None: learn.create_opt()
     if ck['stage'] == 'frozen': learn.freeze()
     else: learn.unfreeze()
@@ -236,6 +240,82 @@ def check_config(saved, current, fn):
     for k in ('arch', 'attention', 'kind', 'combine', 'classes', 'seed', 'split', 'pct', 'size', 'resize'):
         if _plain(saved.get(k)) != _plain(current.get(k)):
             raise ValueError(f"{fn} was saved for {k}={saved.get(k)!r}, but this model has {k}={current.get(k)!r}.")
+
+# %% ../nbs/02_training.ipynb #318438ed
+def body_stages(model: RecycleNet) -> list[nn.Module]:
+    "The backbone's stages in order (stem, blocks, last convolution): running them one after another runs the backbone."
+    b = model.body
+    if hasattr(b, 'conv_stem') and hasattr(b, 'blocks'): return [b.conv_stem, b.bn1, *b.blocks, b.conv_head, b.bn2]   # timm EfficientNets
+    return list(b.children())                                       # torchvision ResNet and MobileNetV2 bodies
+
+def trunk_depth(model: RecycleNet, stride=16, size=64) -> int:
+    "Number of backbone stages up to the first whose output is at 1/`stride` of the input's resolution."
+    stages = body_stages(model)
+    x = torch.rand(2, 3, size, size, device=next(model.parameters()).device)
+    was = model.training; model.eval()
+    try:
+        with torch.no_grad():
+            ref, depth = model.body(x), None
+            for i, s in enumerate(stages):
+                x = s(x)
+                if depth is None and size // x.shape[-1] >= stride: depth = i + 1
+    finally: model.train(was)
+    if x.shape != ref.shape or not torch.allclose(x, ref, atol=1e-4) or depth is None or depth == len(stages):
+        raise ValueError(f"recipe='cached' cannot cut the {model.config['arch']} backbone into stages: use recipe='one-cycle'.")
+    return depth
+
+# %% ../nbs/02_training.ipynb #3d6ce495
+def cache_features(trunk: nn.Module, dl, views=1) -> tuple[torch.Tensor, torch.Tensor]:
+    "The frozen `trunk`'s outputs (fp16) over `views` passes of `dl` (fresh augmentations each pass), and the targets."
+    xs, ys = [], []
+    trunk.eval()
+    with torch.no_grad():
+        for _ in range(views):
+            for xb, yb in dl: xs.append(trunk(xb).half()); ys.append(yb)
+    return torch.cat(xs), torch.cat(ys)
+
+class CachedViews:
+    "Dataset of the photos in `x` (`views` passes of `n` photos each, in order): item `i` is one of its views at random."
+    def __init__(self, x, y, views): self.x, self.y, self.n = x, y, len(x)//views
+    def __len__(self): return self.n
+    def __getitem__(self, i):
+        j = random.randrange(len(self.x)//self.n)*self.n + i
+        return self.x[j], self.y[j]
+
+class FromStage(nn.Module):
+    "The RecycleNet `module` run from backbone stage `start` on: its input is the cached output of the stages before."
+    def __init__(self, module: RecycleNet, start: int):
+        super().__init__()
+        self.module, self.start = module, start                     # (`module`, as DistributedDataParallel names it:
+    def forward(self, x):                                           #  checkpoints save the whole RecycleNet)
+        x = x.float()
+        for s in body_stages(self.module)[self.start:]: x = s(x)
+        return self.module.head(self.module.attention(x))
+
+def later_params(m: FromStage) -> list:
+    "Splitter of a `FromStage` learner: one group, the parameters of the stages it runs, the attention and the head."
+    return [[p for s in body_stages(m.module)[m.start:] for p in s.parameters()] + list(m.module.attention.parameters()) +
+            list(m.module.head.parameters())]
+
+def cached_learner(learn, views=8, stride=16) -> Learner:
+    "A `Learner` that trains `learn.model`'s later stages, attention and head on cached outputs of its frozen first stages."
+    model = learn.model
+    if model.config['attention'] in BLOCK_ATTENTION:
+        raise ValueError(f"recipe='cached' freezes the first stages, but {model.config['attention'].upper()} puts new, untrained "
+                         "gates inside them: use recipe='one-cycle'.")
+    if views < 1: raise ValueError(f"views={views}: cache at least one augmented view of each photo.")
+    start, t = trunk_depth(model, stride), time.time()
+    trunk = nn.Sequential(*body_stages(model)[:start])
+    if any(isinstance(cb, ChannelsLast) for cb in learn.cbs): trunk.to(memory_format=torch.channels_last)
+    train = cache_features(trunk, learn.dls.train.new(shuffle=False, drop_last=False), views)
+    valid = cache_features(trunk, learn.dls.valid)
+    print(f'cached {views} view(s) of {len(train[0])//views} training photos and {len(valid[0])} validation photos '
+          f'after {start} frozen stages: {tuple(train[0].shape[1:])} each, {time.time() - t:.0f} s')
+    dls = DataLoaders.from_dsets(CachedViews(*train, views), list(zip(*valid)), bs=learn.dls.bs, device=learn.dls.device)
+    top = Learner(dls, FromStage(model, start), loss_func=learn.loss_func, opt_func=learn.opt_func, metrics=learn.metrics,
+                  splitter=later_params, path=learn.path, cbs=[cb for cb in learn.cbs if isinstance(cb, (ChannelsLast, MixedPrecision))])
+    top.config = learn.config                                       # (the same dict: checkpoints record the run's config)
+    return top
 
 # %% ../nbs/02_training.ipynb #2d7edbba
 def evaluate(learn, ds_idx=2) -> dict:
@@ -309,7 +389,7 @@ def _broadcast_lr(lr) -> float:
 def train(data='sample', arch='efficientnet_lite0', attention=None, epochs=5, freeze_epochs=1, lr=None, size=224,
           bs=32, aug='mid', recipe='one-cycle', pretrained=True, weights=None, kind='cs', combine='sum',
           label_smoothing=0., seed=42, out='runs/recyclenet', resume=False, split='official', pct=(.7, .13, .17),
-          resize='crop', classes=None, export=True, distributed=False) -> Learner:
+          resize='crop', classes=None, export=True, distributed=False, views=8) -> Learner:
     "Train and test a RecycleNet model on TrashNet (or any class-folder dataset); write checkpoints and `model.pth` to `out`."
     import json
     t0, out, classes = time.time(), Path(out), list(classes or CLASSES)
@@ -318,6 +398,7 @@ def train(data='sample', arch='efficientnet_lite0', attention=None, epochs=5, fr
         warnings.warn(f"Started as {num_distrib()} processes but distributed=False: each trains alone. Pass --distributed.")
     set_seed(seed, reproducible=True)
     with _rank0_first(world > 1): path = get_trashnet(data, classes=classes)   # (downloads once)
+    if world > 1 and recipe == 'cached': raise ValueError("recipe='cached' trains in one process: drop --distributed, or use recipe='one-cycle'.")
     if not isinstance(split, str): raise ValueError(f"split must be 'official' or 'random' (with `pct`), not {type(split).__name__}.")
     dls = trashnet_dls(path, split=split, size=size, bs=bs, aug=aug, resize=resize, seed=seed, classes=classes, pct=pct)
     learn = recyclenet_learner(dls, arch, attention, pretrained, weights, kind, combine, label_smoothing=label_smoothing,
@@ -327,7 +408,7 @@ def train(data='sample', arch='efficientnet_lite0', attention=None, epochs=5, fr
     cuda = torch.cuda.is_available()
     if world > 1 and not rank: print(f'data-parallel training in {world} processes ({torch.distributed.get_backend()}), batches of {bs} each')
     with learn.distrib_ctx(sync_bn=cuda, cpu=not cuda) if world > 1 else contextlib.nullcontext():
-        fit_recyclenet(learn, epochs, lr, freeze_epochs, recipe, out/'checkpoints', resume)
+        fit_recyclenet(learn, epochs, lr, freeze_epochs, recipe, out/'checkpoints', resume, views)
     res = dict(valid=evaluate(learn, 1), test=evaluate(learn, 2) if len(dls.loaders) > 2 else None,
                train_seconds=round(time.time() - t0, 1), n_train=len(dls.train_ds),
                skipped=dls.skipped.to_dict('records'))            # unreadable photos left out, with the reason
