@@ -14,13 +14,14 @@ from .data import get_trashnet, official_split, stratified_split, split_counts, 
 from .learner import train as train_model, evaluate_file
 from .inference import load_classifier, predict_paths, export_onnx, fit_folder as fit_folder_model
 from .interpret import write_report
+from .robust import robustness_report, plot_robustness, summarise, SHIFTS
 
 if __name__ == '__main__' and Path(globals().get('__file__', '')).stem == 'cli':   # `python -m recyclenet.cli` (torchrun, accelerate):
     from recyclenet.cli import main; sys.exit(main())                            # run the imported module, not this script copy
 
 # %% auto #0
 __all__ = ['COMMANDS', 'command', 'parse_size', 'parse_lr', 'data', 'train', 'eval_', 'predict', 'export', 'fit_folder', 'report',
-           'main']
+           'robustness', 'main']
 
 # %% ../nbs/08_cli.ipynb #d38c9aeb
 COMMANDS = {}
@@ -165,6 +166,32 @@ def report(
 ):
     "Write an interpretation report of a saved model: confusion matrix, per-class scores, most-confused photos, summary."
     return write_report(model, _data_arg(data), split, out, force, bs)
+
+# %% ../nbs/08_cli.ipynb #8d751356
+@command
+@call_parse
+def robustness(
+    model:str,              # model.pth written by `recyclenet train`, or a .onnx export
+    data:str=None,          # TrashNet folder or zip, or 'sample' (default: $RECYCLENET_DATA, else 'sample')
+    split:str='test',       # train, valid or test
+    out:str='robustness',   # Output folder: robustness.csv, robustness.png
+    shifts:str=None,        # Comma-separated shift names (default: all of them)
+    severity:int=None,      # 1 (mild) to 5 (harsh) for every shift (default: each shift's own, 3)
+    seed:int=0,             # Seed of the shifts
+    backend:str='torch',    # torch or onnx
+    bs:int=64,              # Batch size
+):
+    "Accuracy of a saved model on photos shifted as a real camera shifts them (background, size, light, blur, a hand...): CSV, plot, table."
+    import matplotlib; matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    names = [s.strip() for s in shifts.split(',') if s.strip()] if shifts else None
+    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    df = robustness_report(model, _data_arg(data), split, names, severity, seed, bs, backend, out=out/'robustness.csv')
+    fig = plot_robustness(df, title=f'{Path(model).name}: accuracy under shifts ({df.total[0]} {split} photos)')
+    fig.savefig(out/'robustness.png', dpi=120, bbox_inches='tight'); plt.close(fig)
+    print(df.to_string(index=False, float_format=lambda v: f'{v:.3f}'))
+    print(f'\n{summarise(df)}\nwritten to {out}/robustness.csv and robustness.png')
+    return df
 
 # %% ../nbs/08_cli.ipynb #5e6596b2
 def _usage() -> str:

@@ -355,8 +355,9 @@ class TrainResize(Resize):
     split_idx = 0
 
 def trashnet_dls(path, split='official', size=224, bs=32, aug='mid', resize='crop', presize=None, min_scale=0.75,
-                 seed=42, classes=CLASSES, pct=(.7, .13, .17), extra_train=None, num_workers=None, device=None, verbose=False):
-    "fastai `DataLoaders` (train, valid, and labelled test as `dls[2]`) for the images at `path`."
+                 seed=42, classes=CLASSES, pct=(.7, .13, .17), extra_train=None, extra_augs=None, num_workers=None, device=None,
+                 verbose=False):
+    "fastai `DataLoaders` (train, valid, and labelled test as `dls[2]`) for the images at `path`; `extra_augs`: albumentations transforms after the preset."
     set_seed(seed)
     df = _as_split_df(path, split, seed, pct)
     if extra_train is not None: df = pd.concat([df, extra_train.assign(split='train')], ignore_index=True)
@@ -371,7 +372,9 @@ def trashnet_dls(path, split='official', size=224, bs=32, aug='mid', resize='cro
     train_resize, valid_resize = TrainResize(presize, method=resize), Resize(size, method=resize)
     crop = RandomResizedCropGPU(size, min_scale=min_scale)
     valid_resize.split_idx, crop.split_idx = 1, 0
-    item_tfms = [train_resize, valid_resize] + ([AlbumentationsTransform(albumentations_preset(aug))] if aug else [])
+    augs = albumentations_preset(aug) if aug else None
+    if extra_augs: augs = A.Compose([*(augs.transforms if augs else []), *extra_augs])
+    item_tfms = [train_resize, valid_resize] + ([AlbumentationsTransform(augs)] if augs else [])
     dblock = DataBlock(blocks=(ImageBlock(RGBImage), CategoryBlock(vocab=classes, sort=False)),
                        get_x=ColReader('file'), get_y=ColReader('label'),
                        splitter=IndexSplitter(trval.index[trval.split == 'valid']),
