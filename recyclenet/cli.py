@@ -77,8 +77,9 @@ def train(
     size:str='224',          # Input size in pixels: 224 (a square) or HxW, e.g. 240x320
     resize:str='crop',       # crop (centre crop to the input's shape) or squish (whole photo)
     bs:int=32,               # Batch size
-    aug:str='mid',           # albumentations preset: low, mid, high or none
-    recipe:str='one-cycle',  # one-cycle (fastai), or paper (SGD momentum 0.9, lr 2e-4, x0.1 every 40 epochs)
+    aug:str='mid',           # albumentations preset: low, mid, high, webcam (mid + shifts a webcam sees) or none
+    recipe:str='one-cycle',  # one-cycle (fastai), cached (later stages on cached features: many epochs on a CPU), or paper (SGD, lr 2e-4, x0.1 every 40 epochs)
+    views:int=8,             # With --recipe cached: augmented views of each training photo to cache
     scratch:bool=False,      # Train from scratch instead of from ImageNet weights
     weights:str=None,        # Local ImageNet weights file for the backbone (offline)
     kind:str='cs',           # Attention gates (ours): c, s or cs
@@ -94,7 +95,7 @@ def train(
     none = lambda v: None if v in (None, 'none', 'None') else v
     return train_model(_data_arg(data), arch, none(attention), epochs, freeze_epochs, parse_lr(lr), parse_size(size), bs, none(aug),
                        recipe, not scratch, weights, kind, combine, label_smoothing, seed, out, resume, split=split, resize=resize,
-                       distributed=distributed)
+                       distributed=distributed, views=views)
 
 @command
 @call_parse

@@ -311,7 +311,8 @@ def cached_learner(learn, views=8, stride=16) -> Learner:
     valid = cache_features(trunk, learn.dls.valid)
     print(f'cached {views} view(s) of {len(train[0])//views} training photos and {len(valid[0])} validation photos '
           f'after {start} frozen stages: {tuple(train[0].shape[1:])} each, {time.time() - t:.0f} s')
-    dls = DataLoaders.from_dsets(CachedViews(*train, views), list(zip(*valid)), bs=learn.dls.bs, device=learn.dls.device)
+    dls = DataLoaders.from_dsets(CachedViews(*train, views), list(zip(*valid)), bs=learn.dls.bs, device=learn.dls.device,
+                                 num_workers=0)                    # (in memory already: workers would only copy it)
     top = Learner(dls, FromStage(model, start), loss_func=learn.loss_func, opt_func=learn.opt_func, metrics=learn.metrics,
                   splitter=later_params, path=learn.path, cbs=[cb for cb in learn.cbs if isinstance(cb, (ChannelsLast, MixedPrecision))])
     top.config = learn.config                                       # (the same dict: checkpoints record the run's config)
@@ -400,10 +401,16 @@ def train(data='sample', arch='efficientnet_lite0', attention=None, epochs=5, fr
     with _rank0_first(world > 1): path = get_trashnet(data, classes=classes)   # (downloads once)
     if world > 1 and recipe == 'cached': raise ValueError("recipe='cached' trains in one process: drop --distributed, or use recipe='one-cycle'.")
     if not isinstance(split, str): raise ValueError(f"split must be 'official' or 'random' (with `pct`), not {type(split).__name__}.")
-    dls = trashnet_dls(path, split=split, size=size, bs=bs, aug=aug, resize=resize, seed=seed, classes=classes, pct=pct)
+    extra_augs = None
+    if aug == 'webcam':                                             # the preset + shifts a webcam sees (chapter 6)
+        from recyclenet.robust import webcam_augs
+        aug, extra_augs = 'mid', webcam_augs()
+    dls = trashnet_dls(path, split=split, size=size, bs=bs, aug=aug, resize=resize, seed=seed, classes=classes, pct=pct,
+                       extra_augs=extra_augs)
     learn = recyclenet_learner(dls, arch, attention, pretrained, weights, kind, combine, label_smoothing=label_smoothing,
                                path=out, opt_func=paper_sgd if recipe == 'paper' else Adam)
-    learn.config.update(size=size, resize=resize, seed=seed, split=split, pct=list(pct), data=str(path), processes=world)
+    learn.config.update(size=size, resize=resize, seed=seed, split=split, pct=list(pct), data=str(path), processes=world,
+                        aug='webcam' if extra_augs else aug)
     if world > 1 and lr is None and not resume and recipe != 'paper': lr = _broadcast_lr(suggest_lr(learn, show_plot=False))
     cuda = torch.cuda.is_available()
     if world > 1 and not rank: print(f'data-parallel training in {world} processes ({torch.distributed.get_backend()}), batches of {bs} each')

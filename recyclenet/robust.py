@@ -15,11 +15,11 @@ from .data import CLASSES, get_trashnet, official_split, stratified_split
 from .inference import Classifier, load_classifier, read_image, to_input
 
 # %% auto #0
-__all__ = ['SCENES', 'SKIN_TONES', 'SHIFTS', 'board_colour', 'segment_object', 'scene', 'background', 'small_offcentre',
-           'colour_cast', 'low_light', 'motion_blur', 'defocus_blur', 'jpeg', 'rotate_perspective', 'hand_mask', 'hand',
-           'apply_shift', 'shift_seed', 'show_shifts', 'as_classifier', 'eval_images', 'shifted_pixels',
-           'accuracy_table', 'robustness_report', 'summarise', 'plot_robustness', 'wise_ft', 'wise_ft_sweep',
-           'plot_wise_ft', 'BackgroundSwap']
+__all__ = ['SCENES', 'TRAIN_SCENES', 'SKIN_TONES', 'SHIFTS', 'board_colour', 'segment_object', 'scene', 'background',
+           'small_offcentre', 'colour_cast', 'low_light', 'motion_blur', 'defocus_blur', 'jpeg', 'rotate_perspective',
+           'hand_mask', 'hand', 'apply_shift', 'shift_seed', 'show_shifts', 'as_classifier', 'eval_images',
+           'shifted_pixels', 'accuracy_table', 'robustness_report', 'summarise', 'plot_robustness', 'wise_ft',
+           'wise_ft_sweep', 'plot_wise_ft', 'BackgroundSwap', 'webcam_augs']
 
 # %% ../nbs/06_robustness.ipynb #3ef2b595
 def _work_scale(img, max_side=256):
@@ -78,6 +78,8 @@ def _level(levels, severity):
 def _u8(x) -> np.ndarray: return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 SCENES = ('wood', 'tiles', 'brick', 'grass', 'gravel', 'coffee', 'astronaut', 'rocket', 'chelsea')
+TRAIN_SCENES = ('clutter', 'hubble_deep_field', 'immunohistochemistry', 'retina', 'colorwheel', 'camera', 'page',   # for
+                'moon', 'coins', 'clock', 'cell')                                        # training: never in the suite
 _TINTS = {'brick': (190, 105, 80), 'grass': (110, 150, 70), 'gravel': (150, 145, 135)}
 
 def _smooth_noise(rng, h, w, cells=6) -> np.ndarray:
@@ -110,6 +112,7 @@ def _photo(name) -> np.ndarray:
     "A scikit-image sample photo as RGB uint8 (grey textures tinted)."
     import skimage.data
     im = getattr(skimage.data, name)()
+    if im.ndim == 3 and im.shape[2] == 4: im = im[..., :3]
     if im.ndim == 2: im = _u8(im[..., None].astype(np.float32)/255*np.array(_TINTS.get(name, (160,)*3), np.float32)*1.5)
     return np.ascontiguousarray(im[..., :3])
 
@@ -118,7 +121,8 @@ def scene(name, h, w, seed=0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     if name == 'wood': return _wood(rng, h, w)
     if name == 'tiles': return _tiles(rng, h, w)
-    if name not in SCENES: raise ValueError(f"scene {name!r}: use one of {', '.join(SCENES)}.")
+    if name == 'clutter': return _u8(np.stack([_smooth_noise(rng, h, w, int(rng.integers(3, 16))) for _ in range(3)], -1)*255)
+    if name not in SCENES + TRAIN_SCENES: raise ValueError(f"scene {name!r}: use one of {', '.join(SCENES + TRAIN_SCENES)}.")
     im = _photo(name)
     H, W = im.shape[:2]
     s = rng.uniform(0.5, 1)*min(H/h, W/w)                          # a crop of the photo's shape h:w, 50-100% as big as fits
@@ -453,3 +457,16 @@ class BackgroundSwap(A.ImageOnlyTransform):
         return dict(severity=int(self.py_random.randint(*self.severity)), seed=int(self.random_generator.integers(2**31)))
     def apply(self, img, severity=3, seed=0, **params): return background(img, severity, seed, scenes=self.scenes)
     def get_transform_init_args_names(self): return ('severity', 'scenes')
+
+# %% ../nbs/06_robustness.ipynb #28e938b8
+def webcam_augs(p=0.2) -> list:
+    "albumentations transforms, each applied with probability `p`, that imitate a webcam in a kitchen (none uses the suite's scenes)."
+    return [A.Affine(scale=(0.55, 1.), translate_percent=(-0.15, 0.15), fill=(235, 235, 235), p=p),
+            BackgroundSwap(scenes=TRAIN_SCENES, p=p),
+            A.Sequential([A.RandomBrightnessContrast(brightness_limit=(-0.6, -0.2), contrast_limit=(-0.4, 0.), p=1),
+                          A.GaussNoise(std_range=(0.03, 0.12), p=1)], p=p),
+            A.OneOf([A.MotionBlur(blur_limit=(7, 17), p=1), A.Defocus(radius=(3, 6), p=1)], p=p),
+            A.ImageCompression(quality_range=(8, 40), p=p),
+            A.RGBShift(r_shift_limit=40, g_shift_limit=40, b_shift_limit=40, p=p),
+            A.CoarseDropout(num_holes_range=(1, 2), hole_height_range=(0.1, 0.3), hole_width_range=(0.1, 0.25),
+                            fill='random_uniform', p=p)]
