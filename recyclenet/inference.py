@@ -171,6 +171,7 @@ def _onnx_session(path, threads=None):
     so = ort.SessionOptions()
     if threads: so.intra_op_num_threads = threads
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.add_session_config_entry('session.intra_op.allow_spinning', '0')   # waiting threads sleep: the cores go to decoding
     return ort.InferenceSession(str(path), so, providers=['CPUExecutionProvider'])
 
 def _onnx_classifier(path, threads=None) -> Classifier:
