@@ -1,12 +1,12 @@
 "Inference chapter: one photo, a folder, the CLI and onnxruntime agree; bad files are reported, bad model files are clear errors."
-import io, shutil, subprocess
+import io, json, shutil, subprocess
 
 import numpy as np, pandas as pd, pytest, torch
 from PIL import Image
 
 from recyclenet.data import image_files, CLASSES
 from recyclenet.learner import train, save_model_file, load_model_file
-from recyclenet.inference import Classifier, load_classifier, predict_paths, export_onnx, fit_folder, read_image
+from recyclenet.inference import Classifier, load_classifier, predict_paths, export_onnx, fit_folder, read_image, calibration_photos
 
 
 @pytest.fixture(scope='module')
@@ -72,6 +72,37 @@ def test_int8_export_is_smaller_and_reports_its_difference(model_file, photos, t
     assert abs(printed - measured) < 1e-3 * max(1, measured) + 5e-3
     assert (tmp_path/'m.int8.onnx').stat().st_size < 0.35 * model_file.stat().st_size
     np.testing.assert_allclose(q.probs(xs).sum(1), 1, atol=1e-5)
+
+
+def test_int8_calibration_agrees_with_float_and_keeps_attention_and_head_float(tmp_path, sample):
+    "A Lite0 with ImageNet features and a head fitted on the sample, calibrated on the sample: int8 picks the fp32 label on (almost) every photo."
+    import onnx
+    from webcam_model import probe_model
+    mf = probe_model(tmp_path/'probe.pth', size=96, steps=150)
+    f32, _ = export_onnx(mf, tmp_path/'m.onnx', verbose=False)
+    q, diff = export_onnx(mf, tmp_path/'m.int8.onnx', quantize=True, calibrate=sample, verbose=False)
+    files = image_files(sample)
+    xs = np.stack([load_classifier(f32).prepare(f) for f in files])
+    p32, p8 = load_classifier(f32).probs(xs), load_classifier(q).probs(xs)
+    assert (p32.argmax(1) == p8.argmax(1)).mean() >= 0.95 and diff < 0.1
+    g = onnx.load(str(q)).graph
+    weights = {i.name: i.data_type for i in g.initializer}
+    kept = [n for n in g.node if n.name.startswith(('/attention/', '/head/'))]
+    assert {n.op_type for n in kept} >= {'Conv', 'Sigmoid', 'Gemm'}     # float ops, not QLinearConv, QGemm...
+    assert not any(n.op_type.startswith('QLinear') or n.op_type == 'QGemm' for n in kept)
+    assert all(weights[i] == onnx.TensorProto.FLOAT for n in kept if n.op_type in ('Conv', 'Gemm') for i in n.input if i in weights)
+    body = [n.op_type for n in g.node if n.name.startswith('/body/')]
+    assert body.count('QLinearConv') >= 40 and 'Conv' not in body        # while every backbone convolution is int8
+    assert json.loads(onnx.load(str(q)).metadata_props[0].value)['int8']['photos'] == 72
+
+
+def test_calibration_photos_are_clear_about_bad_folders(sample, tmp_path):
+    assert len(calibration_photos()) == 72 and len(calibration_photos(sample, max_photos=20)) == 18
+    assert calibration_photos([sample/'glass'/'glass174.jpg']) == [str(sample/'glass'/'glass174.jpg')]
+    with pytest.raises(FileNotFoundError, match='nowhere does not exist'): calibration_photos(tmp_path/'nowhere')
+    (tmp_path/'empty').mkdir(); (tmp_path/'empty'/'notes.txt').write_text('no photos here')
+    with pytest.raises(ValueError, match='holds no images'): calibration_photos(tmp_path/'empty')
+    with pytest.raises(ValueError, match='holds no images'): export_onnx('unused.pth', tmp_path/'q.onnx', quantize=True, calibrate=tmp_path/'empty')
 
 
 def test_tta_is_a_probability_and_differs_from_plain(model_file, photos):
