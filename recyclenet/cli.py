@@ -133,10 +133,13 @@ def export(
     onnx:str=None,                  # Output .onnx file (default: beside the model)
     quantize:bool=False,            # Also quantise to int8 (static, calibrated on photos)
     check:str=None,                 # Folder of photos to check the export on (default: the bundled sample)
+    calibrate:str=None,             # Folder of photos to calibrate int8 on, ideally 100-200 training photos (default: the bundled sample)
+    method:str='minmax',            # int8 calibration: minmax, percentile or entropy
 ):
     "Export a trained model to ONNX (attention included) and print its largest difference from PyTorch on real photos."
     from recyclenet.inference import expand_paths
-    return export_onnx(model, onnx, quantize=quantize, check=expand_paths([check]) if check else None)
+    return export_onnx(model, onnx, quantize=quantize, check=expand_paths([check]) if check else None,
+                       calibrate=calibrate, method=method)
 
 @command
 @call_parse
