@@ -11,7 +11,7 @@ import pandas as pd, torch
 from .learner import train
 
 # %% auto #0
-__all__ = ['machine', 'record', 'bench']
+__all__ = ['machine', 'record', 'run_row', 'bench']
 
 # %% ../nbs/benchmarks/train_trashnet.ipynb #ed8267da
 def machine() -> str:
@@ -28,18 +28,21 @@ def record(row: dict, fn) -> pd.DataFrame:
     fn.with_suffix('.md').write_text(df.to_markdown(index=False) + '\n')
     return df
 
+def run_row(name, out) -> dict:
+    "The table row of the `train` run in folder `out`, from its `results.json` and `checkpoints/history.csv`."
+    import json
+    out = Path(out); r = json.loads((out/'results.json').read_text()); c = r['config']
+    epochs = len(pd.read_csv(out/'checkpoints'/'history.csv'))
+    recipe = c.get('recipe', 'one-cycle') + (f" ({c['views']} views)" if c.get('recipe') == 'cached' else '')
+    return dict(name=name, arch=c['arch'], attention=c['attention'] or 'none', pretrained=c['pretrained'], size=str(c['size']),
+                recipe=recipe, aug=c.get('aug', 'mid'), epochs=epochs, train_min=round(r['train_seconds']/60, 1),
+                img_per_s=round(r['n_train']*epochs/r['train_seconds'], 1),
+                valid=f"{r['valid']['correct']}/{r['valid']['total']}", test=f"{r['test']['correct']}/{r['test']['total']}",
+                test_acc=round(100*r['test']['accuracy'], 2), machine=machine(), date=str(date.today()))
+
 def bench(name, data, results, runs='runs/bench', **kw) -> pd.DataFrame:
     "Train `name` with `train(**kw)` on `data` (in `runs/name`) and record time, throughput and valid/test accuracy in `results`."
-    t0 = time.time()
-    learn = train(data, out=Path(runs)/name, **kw)
-    minutes = (time.time() - t0)/60
-    r = learn.results
-    epochs = kw.get('epochs', 5) + (kw.get('freeze_epochs', 1) if kw.get('pretrained', True) else 0)
-    row = dict(name=name, arch=kw.get('arch'), attention=kw.get('attention') or 'none', pretrained=kw.get('pretrained', True),
-               size=str(kw.get('size', 224)), epochs=epochs, train_min=round(minutes, 1),
-               img_per_s=round(r['n_train']*epochs/(minutes*60), 1),
-               valid=f"{r['valid']['correct']}/{r['valid']['total']}",
-               test=f"{r['test']['correct']}/{r['test']['total']}", test_acc=round(100*r['test']['accuracy'], 2),
-               machine=machine(), date=str(date.today()))
+    train(data, out=Path(runs)/name, **kw)
+    row = run_row(name, Path(runs)/name)
     print(row)
     return record(row, results)

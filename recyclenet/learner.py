@@ -309,10 +309,12 @@ def cached_learner(learn, views=8, stride=16) -> Learner:
     if any(isinstance(cb, ChannelsLast) for cb in learn.cbs): trunk.to(memory_format=torch.channels_last)
     train = cache_features(trunk, learn.dls.train.new(shuffle=False, drop_last=False), views)
     valid = cache_features(trunk, learn.dls.valid)
-    print(f'cached {views} view(s) of {len(train[0])//views} training photos and {len(valid[0])} validation photos '
+    n = len(train[0])//views
+    print(f'cached {views} view(s) of {n} training photos and {len(valid[0])} validation photos '
           f'after {start} frozen stages: {tuple(train[0].shape[1:])} each, {time.time() - t:.0f} s')
-    dls = DataLoaders.from_dsets(CachedViews(*train, views), list(zip(*valid)), bs=learn.dls.bs, device=learn.dls.device,
-                                 num_workers=0)                    # (in memory already: workers would only copy it)
+    bs = max(1, min(learn.dls.bs, n//4))                            # (at least four steps an epoch, even on a tiny set)
+    dls = DataLoaders.from_dsets(CachedViews(*train, views), list(zip(*valid)), bs=bs, device=learn.dls.device,
+                                 num_workers=0)                     # (in memory already: workers would only copy it)
     top = Learner(dls, FromStage(model, start), loss_func=learn.loss_func, opt_func=learn.opt_func, metrics=learn.metrics,
                   splitter=later_params, path=learn.path, cbs=[cb for cb in learn.cbs if isinstance(cb, (ChannelsLast, MixedPrecision))])
     top.config = learn.config                                       # (the same dict: checkpoints record the run's config)
