@@ -8,7 +8,7 @@ import os, time
 from datetime import date
 from pathlib import Path
 import pandas as pd, torch
-from .learner import train
+from .learner import train, evaluate_file
 
 # %% auto #0
 __all__ = ['machine', 'record', 'run_row', 'bench']
@@ -29,16 +29,18 @@ def record(row: dict, fn) -> pd.DataFrame:
     return df
 
 def run_row(name, out) -> dict:
-    "The table row of the `train` run in folder `out`, from its `results.json` and `checkpoints/history.csv`."
+    "The table row of the `train` run in folder `out`, from its `results.json` and `checkpoints/history.csv`, and its test score with mirrored photos."
     import json
     out = Path(out); r = json.loads((out/'results.json').read_text()); c = r['config']
+    tta = evaluate_file(out/'model.pth', c['data'], 'test', tta=True)
     epochs = len(pd.read_csv(out/'checkpoints'/'history.csv'))
     recipe = c.get('recipe', 'one-cycle') + (f" ({c['views']} views)" if c.get('recipe') == 'cached' else '')
     return dict(name=name, arch=c['arch'], attention=c['attention'] or 'none', pretrained=c['pretrained'], size=str(c['size']),
                 recipe=recipe, aug=c.get('aug', 'mid'), epochs=epochs, train_min=round(r['train_seconds']/60, 1),
                 img_per_s=round(r['n_train']*epochs/r['train_seconds'], 1),
                 valid=f"{r['valid']['correct']}/{r['valid']['total']}", test=f"{r['test']['correct']}/{r['test']['total']}",
-                test_acc=round(100*r['test']['accuracy'], 2), machine=machine(), date=str(date.today()))
+                test_acc=round(100*r['test']['accuracy'], 2), test_tta=f"{tta['correct']}/{tta['total']}",
+                test_tta_acc=round(100*tta['accuracy'], 2), machine=machine(), date=str(date.today()))
 
 def bench(name, data, results, runs='runs/bench', **kw) -> pd.DataFrame:
     "Train `name` with `train(**kw)` on `data` (in `runs/name`) and record time, throughput and valid/test accuracy in `results`."

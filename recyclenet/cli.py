@@ -104,9 +104,10 @@ def eval_(
     data:str=None,          # TrashNet folder or zip, or 'sample' (default: $RECYCLENET_DATA, else 'sample')
     split:str='test',       # train, valid or test
     bs:int=64,              # Batch size
+    tta:bool=False,         # Average each photo's prediction with its mirror image's
 ):
     "Evaluate a saved model on a split of TrashNet; print accuracy as correct/total."
-    return evaluate_file(model, _data_arg(data), split, bs)
+    return evaluate_file(model, _data_arg(data), split, bs, tta)
 
 # %% ../nbs/08_cli.ipynb #0e4d4751
 @command

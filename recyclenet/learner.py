@@ -21,8 +21,8 @@ from fastai.callback.fp16 import MixedPrecision
 __all__ = ['recyclenet_splitter', 'RecycleLearner', 'add_normalize', 'recyclenet_learner', 'AttentionCallback', 'suggest_lr',
            'atomic_save', 'CheckpointCallback', 'step_schedule', 'fit_recyclenet', 'paper_sgd', 'load_checkpoint',
            'check_config', 'body_stages', 'trunk_depth', 'cache_features', 'CachedViews', 'FromStage', 'later_params',
-           'cached_learner', 'evaluate', 'format_accuracy', 'save_model_file', 'load_model_file', 'setup_distributed',
-           'train', 'evaluate_file', 'attention_overlay', 'show_attention']
+           'cached_learner', 'MirrorInput', 'evaluate', 'format_accuracy', 'save_model_file', 'load_model_file',
+           'setup_distributed', 'train', 'evaluate_file', 'attention_overlay', 'show_attention']
 
 # %% ../nbs/02_training.ipynb #7f8e98ae
 def recyclenet_splitter(model: RecycleNet) -> list:
@@ -321,9 +321,14 @@ def cached_learner(learn, views=8, stride=16) -> Learner:
     return top
 
 # %% ../nbs/02_training.ipynb #2d7edbba
-def evaluate(learn, ds_idx=2) -> dict:
-    "Accuracy of `learn` on `learn.dls[ds_idx]` (2: the test split) as counts and rate."
+class MirrorInput(Callback):
+    "Feed the model each batch mirrored left to right (for test-time augmentation)."
+    def before_batch(self): self.learn.xb = (self.xb[0].flip(-1), *self.xb[1:])
+
+def evaluate(learn, ds_idx=2, tta=False) -> dict:
+    "Accuracy of `learn` on `learn.dls[ds_idx]` (2: the test split) as counts and rate; `tta`: average with the mirrored photos."
     preds, targs = learn.get_preds(ds_idx=ds_idx)
+    if tta: preds = (preds + learn.get_preds(ds_idx=ds_idx, cbs=MirrorInput())[0])/2
     correct = int((preds.argmax(1) == targs).sum())
     return dict(correct=correct, total=len(targs), accuracy=correct/max(len(targs), 1))
 
@@ -432,8 +437,8 @@ def train(data='sample', arch='efficientnet_lite0', attention=None, epochs=5, fr
     return learn
 
 # %% ../nbs/02_training.ipynb #b4d6b8fa
-def evaluate_file(model_file, data='sample', split='test', bs=64) -> dict:
-    "Accuracy (`correct/total`) of the model in `model_file` on `split` ('train', 'valid' or 'test') of `data`."
+def evaluate_file(model_file, data='sample', split='test', bs=64, tta=False) -> dict:
+    "Accuracy (`correct/total`) of the model in `model_file` on `split` ('train', 'valid' or 'test') of `data`, `tta` with mirrored photos."
     model = load_model_file(model_file)
     c = model.config
     idx = {'train': 0, 'valid': 1, 'test': 2}
@@ -444,8 +449,8 @@ def evaluate_file(model_file, data='sample', split='test', bs=64) -> dict:
                        classes=c['classes'], seed=c.get('seed', 42), pct=c.get('pct', (.7, .13, .17)))
     add_normalize(dls, c['stats'])
     learn = Learner(dls, model, loss_func=CrossEntropyLossFlat())
-    with learn.no_bar(): r = evaluate(learn, idx[split])
-    print(format_accuracy(r, split))
+    with learn.no_bar(): r = evaluate(learn, idx[split], tta)
+    print(format_accuracy(r, split + (' (with mirrored photos)' if tta else '')))
     return r
 
 # %% ../nbs/02_training.ipynb #74a496b7
