@@ -287,14 +287,15 @@ class FromStage(nn.Module):
     def __init__(self, module: RecycleNet, start: int):
         super().__init__()
         self.module, self.start = module, start                     # (`module`, as DistributedDataParallel names it:
-    def forward(self, x):                                           #  checkpoints save the whole RecycleNet)
+        self.stages = body_stages(module)[start:]                   #  checkpoints save the whole RecycleNet)
+    def forward(self, x):
         x = x.float()
-        for s in body_stages(self.module)[self.start:]: x = s(x)
+        for s in self.stages: x = s(x)
         return self.module.head(self.module.attention(x))
 
 def later_params(m: FromStage) -> list:
     "Splitter of a `FromStage` learner: one group, the parameters of the stages it runs, the attention and the head."
-    return [[p for s in body_stages(m.module)[m.start:] for p in s.parameters()] + list(m.module.attention.parameters()) +
+    return [[p for s in m.stages for p in s.parameters()] + list(m.module.attention.parameters()) +
             list(m.module.head.parameters())]
 
 def cached_learner(learn, views=8, stride=16) -> Learner:
