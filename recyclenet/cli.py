@@ -78,8 +78,8 @@ def train(
     resize:str='crop',       # crop (centre crop to the input's shape) or squish (whole photo)
     bs:int=32,               # Batch size
     aug:str='mid',           # albumentations preset: low, mid, high, webcam (mid + shifts a webcam sees) or none
-    recipe:str='one-cycle',  # one-cycle (fastai), cached (later stages on cached features: many epochs on a CPU), or paper (SGD, lr 2e-4, x0.1 every 40 epochs)
-    views:int=8,             # With --recipe cached: augmented views of each training photo to cache
+    recipe:str='one-cycle',  # one-cycle (fastai), cached (later stages on cached features: many epochs on a CPU), probe (the head alone, a logistic regression on frozen features), or paper (SGD, lr 2e-4, x0.1 every 40 epochs)
+    views:int=8,             # With --recipe cached or probe: augmented views of each training photo to cache
     scratch:bool=False,      # Train from scratch instead of from ImageNet weights
     weights:str=None,        # Local ImageNet weights file for the backbone (offline)
     kind:str='cs',           # Attention gates (ours): c, s or cs
@@ -151,12 +151,14 @@ def fit_folder(
     lr:str='auto',                  # Learning rate, or 'auto' (lr_find)
     size:str='224',                 # Input size: 224 or HxW
     bs:int=16,                      # Batch size
+    recipe:str='probe',             # probe (logistic regression on frozen features: best for a few dozen photos a class), cached or one-cycle
+    views:int=8,                    # With --recipe probe or cached: augmented views of each training photo
     out:str='runs/fit-folder',      # Output folder (model.pth, ...)
     seed:int=42,                    # Seed of the 70/15/15 per-class split and of training
 ):
     "Train a classifier on your own class folders (class_name/*.jpg) and report accuracy on a held-out 15% of each."
-    return fit_folder_model(path, arch, epochs=epochs, lr=parse_lr(lr), size=parse_size(size), bs=bs,
-                            out=out, seed=seed)
+    return fit_folder_model(path, arch, epochs=epochs, lr=parse_lr(lr), size=parse_size(size), bs=bs, recipe=recipe,
+                            views=views, out=out, seed=seed)
 
 # %% ../nbs/08_cli.ipynb #32ac533f
 @command

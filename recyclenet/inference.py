@@ -277,8 +277,8 @@ def export_onnx(model_file, out=None, quantize=False, check=None, calibrate=None
 
 # %% ../nbs/04_inference.ipynb #651022e9
 def fit_folder(path, arch='efficientnet_lite0', attention=None, epochs=8, lr=None, size=224, bs=16, aug='mid',
-               out='runs/fit-folder', seed=42, pct=(.7, .15, .15), **kwargs):
-    "Train a classifier on the class folders in `path` (`class_name/*.jpg`), testing on a held-out `pct[2]` of each."
+               out='runs/fit-folder', seed=42, pct=(.7, .15, .15), recipe='probe', views=8, **kwargs):
+    "Train a classifier on the class folders in `path` (`class_name/*.jpg`) with `recipe`, testing on a held-out `pct[2]` of each."
     path = Path(path)
     if not path.is_dir(): raise FileNotFoundError(f"{path} is not a folder of class folders.")
     folders = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith('.'))
@@ -287,4 +287,4 @@ def fit_folder(path, arch='efficientnet_lite0', attention=None, epochs=8, lr=Non
     classes = [p.name for p in folders]
     if len(classes) < 2: raise ValueError(f"{path} needs at least two class folders with photos (found {classes or 'none'}).")
     return train(path, arch, attention, epochs, lr=lr, size=size, bs=bs, aug=aug, out=out, seed=seed, split='random',
-                 pct=pct, classes=classes, **kwargs)
+                 pct=pct, classes=classes, recipe=recipe, views=views, **kwargs)

@@ -21,8 +21,9 @@ from fastai.callback.fp16 import MixedPrecision
 __all__ = ['recyclenet_splitter', 'RecycleLearner', 'add_normalize', 'recyclenet_learner', 'AttentionCallback', 'suggest_lr',
            'atomic_save', 'CheckpointCallback', 'step_schedule', 'fit_recyclenet', 'paper_sgd', 'load_checkpoint',
            'check_config', 'body_stages', 'trunk_depth', 'cache_features', 'CachedViews', 'FromStage', 'later_params',
-           'cached_learner', 'MirrorInput', 'evaluate', 'format_accuracy', 'save_model_file', 'load_model_file',
-           'setup_distributed', 'train', 'evaluate_file', 'attention_overlay', 'show_attention']
+           'cached_learner', 'probe_weights', 'fit_probe', 'MirrorInput', 'evaluate', 'format_accuracy',
+           'save_model_file', 'load_model_file', 'setup_distributed', 'train', 'evaluate_file', 'attention_overlay',
+           'show_attention']
 
 # %% ../nbs/02_training.ipynb #7f8e98ae
 def recyclenet_splitter(model: RecycleNet) -> list:
@@ -166,20 +167,23 @@ def step_schedule(lr, n_epoch, every=40, gamma=0.1):
 
 def _stages(pretrained, recipe, epochs, freeze_epochs):
     if recipe in ('paper', 'cached'): return [(recipe, epochs)]
-    if recipe != 'one-cycle': raise ValueError(f"recipe={recipe!r}: use 'one-cycle' (fastai), 'cached' (later stages on cached features) or 'paper' (SGD, step decay).")
+    if recipe != 'one-cycle': raise ValueError(f"recipe={recipe!r}: use 'one-cycle' (fastai), 'cached' (later stages on cached features), "
+                                               "'probe' (the head alone, a logistic regression) or 'paper' (SGD, step decay).")
     return ([('frozen', freeze_epochs)] if pretrained and freeze_epochs else []) + [('unfrozen' if pretrained else 'scratch', epochs)]
 
 def fit_recyclenet(learn, epochs=5, lr=None, freeze_epochs=1, recipe='one-cycle', ckpt_dir=None, resume=False, views=8) -> Learner:
-    "Transfer learning with one-cycle (head first, then all layers), on cached features, or the paper's recipe; checkpointed and resumable."
+    "Transfer learning with one-cycle (head first, then all layers), on cached features, a probe, or the paper's recipe; checkpointed and resumable."
     if epochs < 0 or freeze_epochs < 0: raise ValueError(f"epochs={epochs}, freeze_epochs={freeze_epochs}: they cannot be negative.")
     if lr is not None and not (0 < lr <= 10): raise ValueError(f"lr={lr} is not a usable learning rate: use a value in (0, 10], e.g. 1e-3.")
     pretrained = learn.config.get('pretrained', True)
+    if recipe in ('cached', 'probe') and not pretrained:
+        raise ValueError(f"recipe={recipe!r} freezes a pretrained backbone: use pretrained=True, or recipe='one-cycle' from scratch.")
+    if recipe == 'probe': return fit_probe(learn, views)
     stages = _stages(pretrained, recipe, epochs, freeze_epochs)
     if not resume and not any(n for _, n in stages):
         warnings.warn(f"epochs={epochs}, freeze_epochs={freeze_epochs}: nothing to train; the model keeps the weights it was "
                       "built with (an untrained head). Pass epochs >= 1 to train it.", stacklevel=2)
     if recipe == 'paper' and learn.opt_func is not paper_sgd: learn.opt_func, learn.opt = paper_sgd, None
-    if recipe == 'cached' and not pretrained: raise ValueError("recipe='cached' freezes the first stages of a pretrained backbone: use pretrained=True, or recipe='one-cycle' from scratch.")
     fitter = cached_learner(learn, views) if recipe == 'cached' and (epochs or resume) else learn   # what each epoch trains
     ckpt_dir = Path(ckpt_dir or learn.path/'checkpoints')
     done, start, history, best = set(), 0, [], -np.inf
@@ -321,6 +325,37 @@ def cached_learner(learn, views=8, stride=16) -> Learner:
     top.config = learn.config                                       # (the same dict: checkpoints record the run's config)
     return top
 
+# %% ../nbs/02_training.ipynb #5c0d7e3f
+def probe_weights(x, y, xv, yv, Cs=(0.01, 0.03, 0.1, 0.3, 1.)) -> tuple[np.ndarray, np.ndarray, float, list]:
+    "Weights and bias of a linear layer equal to a logistic regression on standardised `x`, its `C` best on (`xv`, `yv`); that C and each C's validation accuracy."
+    from sklearn.linear_model import LogisticRegression
+    mu, sd = x.mean(0), x.std(0) + 1e-6
+    fits = [LogisticRegression(C=C, max_iter=3000).fit((x - mu)/sd, y) for C in Cs]
+    acc = [float((f.predict((xv - mu)/sd) == yv).mean()) for f in fits]
+    best = fits[int(np.argmax(acc))]                                # (ties: the strongest regularisation)
+    w, b = best.coef_, best.intercept_
+    if len(w) == 1: w, b = np.concatenate([-w, w])/2, np.concatenate([-b, b])/2   # two classes: sklearn keeps one row
+    return w/sd, b - (w*mu/sd).sum(1), float(best.C), acc
+
+def fit_probe(learn, views=8, Cs=(0.01, 0.03, 0.1, 0.3, 1.)) -> Learner:
+    "Fit `learn`'s head as a logistic regression (`probe_weights`) on the frozen backbone's pooled features over `views` augmented passes."
+    model = learn.model
+    if model.config['attention']:
+        raise ValueError(f"recipe='probe' fits only the head, on features of the frozen backbone: attention={model.config['attention']!r} "
+                         "would stay untrained. Use attention=None, or recipe='cached'.")
+    if views < 1: raise ValueError(f"views={views}: use at least one augmented view of each photo.")
+    pooled = nn.Sequential(model.body, *model.head[:2]).to(learn.dls.device)   # backbone, average pool, flatten
+    (xt, yt), (xv, yv) = (cache_features(pooled, dl, v) for dl, v in ((learn.dls.train.new(shuffle=False, drop_last=False), views),
+                                                                       (learn.dls.valid, 1)))
+    yt = yt.cpu().numpy()
+    missing = sorted(set(range(len(learn.dls.vocab))) - set(yt))
+    if missing: raise ValueError(f"Class(es) {[learn.dls.vocab[i] for i in missing]} have no training photos: add some, or leave them out.")
+    w, b, C, acc = probe_weights(xt.float().cpu().numpy(), yt, xv.float().cpu().numpy(), yv.cpu().numpy(), Cs)
+    with torch.no_grad(): model.head[-1].weight.copy_(torch.from_numpy(w)); model.head[-1].bias.copy_(torch.from_numpy(b))
+    learn.config.update(recipe='probe', views=views, C=C, lr=None)
+    learn.history = pd.DataFrame(dict(C=Cs, valid_accuracy=acc))
+    return learn
+
 # %% ../nbs/02_training.ipynb #2d7edbba
 class MirrorInput(Callback):
     "Feed the model each batch mirrored left to right (for test-time augmentation)."
@@ -407,7 +442,7 @@ def train(data='sample', arch='efficientnet_lite0', attention=None, epochs=5, fr
         warnings.warn(f"Started as {num_distrib()} processes but distributed=False: each trains alone. Pass --distributed.")
     set_seed(seed, reproducible=True)
     with _rank0_first(world > 1): path = get_trashnet(data, classes=classes)   # (downloads once)
-    if world > 1 and recipe == 'cached': raise ValueError("recipe='cached' trains in one process: drop --distributed, or use recipe='one-cycle'.")
+    if world > 1 and recipe in ('cached', 'probe'): raise ValueError(f"recipe={recipe!r} trains in one process: drop --distributed, or use recipe='one-cycle'.")
     if not isinstance(split, str): raise ValueError(f"split must be 'official' or 'random' (with `pct`), not {type(split).__name__}.")
     extra_augs = None
     if aug == 'webcam':                                             # the preset + shifts a webcam sees (chapter 6)
