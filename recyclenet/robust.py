@@ -78,8 +78,8 @@ def _level(levels, severity):
 def _u8(x) -> np.ndarray: return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 SCENES = ('wood', 'tiles', 'brick', 'grass', 'gravel', 'coffee', 'astronaut', 'rocket', 'chelsea')
-TRAIN_SCENES = ('clutter', 'hubble_deep_field', 'immunohistochemistry', 'retina', 'colorwheel', 'camera', 'page',   # for
-                'moon', 'coins', 'clock', 'cell')                                        # training: never in the suite
+TRAIN_SCENES = ('clutter', 'dead_leaves', 'motorcycle', 'hubble_deep_field', 'immunohistochemistry', 'retina',   # for
+                'colorwheel', 'camera', 'page', 'moon', 'coins', 'clock', 'cell')        # training: never in the suite
 _TINTS = {'brick': (190, 105, 80), 'grass': (110, 150, 70), 'gravel': (150, 145, 135)}
 
 def _smooth_noise(rng, h, w, cells=6) -> np.ndarray:
@@ -107,21 +107,40 @@ def _tiles(rng, h, w) -> np.ndarray:
     out[((y % side) < grout) | ((x % side) < grout)] = (170, 165, 155)
     return _u8(out + rng.normal(0, 3, (h, w, 1)))
 
+def _dead_leaves(rng, h, w, n=300) -> np.ndarray:
+    "Procedural clutter: the 'dead leaves' model of natural images, discs and boxes of a few colours and power-law sizes piled up."
+    side = max(h, w)
+    r = side*0.02*(1 - rng.random(n)*(1 - (0.02/0.4)**2))**-0.5         # radii ~ r^-3, from 2% to 40% of the side
+    palette = rng.integers(0, 256, (int(rng.integers(3, 9)), 3)).astype(np.float32)   # a few colours, as a room has,
+    palette += rng.uniform(0, 0.8)*(palette.mean(1, keepdims=True) - palette)           # often muted
+    out = np.empty((h, w, 3), np.uint8); out[:] = palette[0].astype(np.uint8)
+    for rr in np.sort(r)[::-1]:                                        # the big ones first: small ones lie on top
+        c = tuple(float(v) for v in np.clip(palette[rng.integers(len(palette))] + rng.normal(0, 12, 3), 0, 255))
+        x, y, rr = int(rng.integers(0, w)), int(rng.integers(0, h)), int(rr)
+        if rng.random() < 0.5: cv2.circle(out, (x, y), rr, c, -1, cv2.LINE_AA)
+        else:                                                          # a box of random aspect and angle
+            a, q = rng.uniform(0, np.pi), rng.uniform(0.3, 1)
+            d, n_ = np.array([np.cos(a), np.sin(a)]), np.array([-np.sin(a), np.cos(a)])
+            corners = [np.array([x, y]) + rr*(s*d + t*q*n_) for s, t in ((-1, -1), (1, -1), (1, 1), (-1, 1))]
+            cv2.fillConvexPoly(out, np.array(corners, np.int32), c, cv2.LINE_AA)
+    return _u8(cv2.GaussianBlur(out, (0, 0), rng.uniform(0.3, 1.5)).astype(np.float32) + rng.normal(0, 3, (h, w, 1)))
+
 @lru_cache(maxsize=None)
 def _photo(name) -> np.ndarray:
     "A scikit-image sample photo as RGB uint8 (grey textures tinted)."
     import skimage.data
-    im = getattr(skimage.data, name)()
+    im = skimage.data.stereo_motorcycle()[0] if name == 'motorcycle' else getattr(skimage.data, name)()   # (a garage)
     if im.ndim == 3 and im.shape[2] == 4: im = im[..., :3]
     if im.ndim == 2: im = _u8(im[..., None].astype(np.float32)/255*np.array(_TINTS.get(name, (160,)*3), np.float32)*1.5)
     return np.ascontiguousarray(im[..., :3])
 
 def scene(name, h, w, seed=0) -> np.ndarray:
-    "An (h, w, 3) uint8 scene to put an object on: procedural `wood` or `tiles`, or a random crop of a scikit-image photo."
+    "An (h, w, 3) uint8 scene to put an object on: procedural `wood`, `tiles`, `clutter` or `dead_leaves`, or a random crop of a scikit-image photo."
     rng = np.random.default_rng(seed)
     if name == 'wood': return _wood(rng, h, w)
     if name == 'tiles': return _tiles(rng, h, w)
     if name == 'clutter': return _u8(np.stack([_smooth_noise(rng, h, w, int(rng.integers(3, 16))) for _ in range(3)], -1)*255)
+    if name == 'dead_leaves': return _dead_leaves(rng, h, w)
     if name not in SCENES + TRAIN_SCENES: raise ValueError(f"scene {name!r}: use one of {', '.join(SCENES + TRAIN_SCENES)}.")
     im = _photo(name)
     H, W = im.shape[:2]
@@ -459,10 +478,10 @@ class BackgroundSwap(A.ImageOnlyTransform):
     def get_transform_init_args_names(self): return ('severity', 'scenes')
 
 # %% ../nbs/06_robustness.ipynb #28e938b8
-def webcam_augs(p=0.2) -> list:
-    "albumentations transforms, each applied with probability `p`, that imitate a webcam in a kitchen (none uses the suite's scenes)."
-    return [A.Affine(scale=(0.55, 1.), translate_percent=(-0.15, 0.15), fill=(235, 235, 235), p=p),
-            BackgroundSwap(scenes=TRAIN_SCENES, p=p),
+def webcam_augs(p=0.25, background=0.5) -> list:
+    "albumentations transforms that imitate a webcam in a kitchen, each applied with probability `p`, the background swap with `background` (none uses the suite's scenes)."
+    return [A.Affine(scale=(0.4, 1.), translate_percent=(-0.2, 0.2), fill=(235, 235, 235), p=p),
+            BackgroundSwap(scenes=TRAIN_SCENES, p=background),
             A.Sequential([A.RandomBrightnessContrast(brightness_limit=(-0.6, -0.2), contrast_limit=(-0.4, 0.), p=1),
                           A.GaussNoise(std_range=(0.03, 0.12), p=1)], p=p),
             A.OneOf([A.MotionBlur(blur_limit=(7, 17), p=1), A.Defocus(radius=(3, 6), p=1)], p=p),
