@@ -19,7 +19,7 @@ __all__ = ['SCENES', 'TRAIN_SCENES', 'SKIN_TONES', 'SHIFTS', 'board_colour', 'se
            'small_offcentre', 'colour_cast', 'low_light', 'motion_blur', 'defocus_blur', 'jpeg', 'rotate_perspective',
            'hand_mask', 'hand', 'apply_shift', 'shift_seed', 'show_shifts', 'as_classifier', 'eval_images',
            'shifted_pixels', 'accuracy_table', 'robustness_report', 'summarise', 'plot_robustness', 'wise_ft',
-           'wise_ft_sweep', 'plot_wise_ft', 'BackgroundSwap', 'webcam_augs']
+           'wise_ft_sweep', 'plot_wise_ft', 'BackgroundSwap', 'occlude', 'Occluder', 'webcam_augs']
 
 # %% ../nbs/06_robustness.ipynb #3ef2b595
 def _work_scale(img, max_side=256):
@@ -478,14 +478,32 @@ class BackgroundSwap(A.ImageOnlyTransform):
     def get_transform_init_args_names(self): return ('severity', 'scenes')
 
 # %% ../nbs/06_robustness.ipynb #28e938b8
+def occlude(img, seed=0, width=(0.12, 0.3)) -> np.ndarray:
+    "Something in front of the object: a limb-like bar of one random colour, shaded, reaching from an edge of the frame towards its middle."
+    rng = np.random.default_rng(seed)
+    h, w = img.shape[:2]
+    t, (u, v) = rng.uniform(0.1, 0.9), rng.uniform(0.3, 0.7, 2)
+    start = [(t*w, 0), (w, t*h), (t*w, h), (0, t*h)][rng.integers(4)]      # a point on a random edge
+    thick = max(1, int(rng.uniform(*width)*min(h, w)))
+    m = np.zeros((h, w), np.uint8)
+    cv2.line(m, (int(start[0]), int(start[1])), (int(u*w), int(v*h)), 1, thick)
+    cv2.circle(m, (int(u*w), int(v*h)), thick//2, 1, -1)                   # a rounded end
+    shade = 0.75 + 0.3*_smooth_noise(rng, h, w, 5)[..., None]
+    alpha = _soft(m, 0.01*min(h, w))
+    return _u8(alpha*rng.integers(0, 256, 3).astype(np.float32)*shade + (1 - alpha)*img.astype(np.float32))
+
+class Occluder(A.ImageOnlyTransform):
+    "albumentations transform: `occlude` the photo (an arm, a tool, another object in front), seeded by albumentations' generator."
+    def get_params(self): return dict(seed=int(self.random_generator.integers(2**31)))
+    def apply(self, img, seed=0, **params): return occlude(img, seed)
+
 def webcam_augs(p=0.25, background=0.5) -> list:
     "albumentations transforms that imitate a webcam in a kitchen, each applied with probability `p`, the background swap with `background` (none uses the suite's scenes)."
     return [A.Affine(scale=(0.4, 1.), translate_percent=(-0.2, 0.2), fill=(235, 235, 235), p=p),
             BackgroundSwap(scenes=TRAIN_SCENES, p=background),
+            Occluder(p=p),
             A.Sequential([A.RandomBrightnessContrast(brightness_limit=(-0.6, -0.2), contrast_limit=(-0.4, 0.), p=1),
                           A.GaussNoise(std_range=(0.03, 0.12), p=1)], p=p),
             A.OneOf([A.MotionBlur(blur_limit=(7, 17), p=1), A.Defocus(radius=(3, 6), p=1)], p=p),
             A.ImageCompression(quality_range=(8, 40), p=p),
-            A.RGBShift(r_shift_limit=40, g_shift_limit=40, b_shift_limit=40, p=p),
-            A.CoarseDropout(num_holes_range=(1, 2), hole_height_range=(0.1, 0.3), hole_width_range=(0.1, 0.25),
-                            fill='random_uniform', p=p)]
+            A.RGBShift(r_shift_limit=40, g_shift_limit=40, b_shift_limit=40, p=p)]
