@@ -464,6 +464,7 @@ def train(data='sample', arch='efficientnet_lite0', attention=None, epochs=5, fr
                skipped=dls.skipped.to_dict('records'))            # unreadable photos left out, with the reason
     learn.results = res
     if not rank:
+        out.mkdir(parents=True, exist_ok=True)                      # (a probe writes no checkpoints before this)
         save_model_file(learn, out/'model.pth', valid=res['valid'], test=res['test'])
         if export: learn.export(out.absolute()/'export.pkl')
         (out/'results.json').write_text(json.dumps(dict(config=learn.config, **res), indent=1, default=str))
