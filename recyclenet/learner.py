@@ -345,8 +345,8 @@ def fit_probe(learn, views=8, Cs=(0.01, 0.03, 0.1, 0.3, 1.)) -> Learner:
                          "would stay untrained. Use attention=None, or recipe='cached'.")
     if views < 1: raise ValueError(f"views={views}: use at least one augmented view of each photo.")
     pooled = nn.Sequential(model.body, *model.head[:2]).to(learn.dls.device)   # backbone, average pool, flatten
-    (xt, yt), (xv, yv) = (cache_features(pooled, dl, v) for dl, v in ((learn.dls.train.new(shuffle=False, drop_last=False), views),
-                                                                       (learn.dls.valid, 1)))
+    xt, yt = cache_features(pooled, learn.dls.train.new(shuffle=False, drop_last=False), views)
+    xv, yv = cache_features(pooled, learn.dls.valid)
     yt = yt.cpu().numpy()
     missing = sorted(set(range(len(learn.dls.vocab))) - set(yt))
     if missing: raise ValueError(f"Class(es) {[learn.dls.vocab[i] for i in missing]} have no training photos: add some, or leave them out.")

@@ -114,9 +114,9 @@ def _dead_leaves(rng, h, w, n=300) -> np.ndarray:
     palette = rng.integers(0, 256, (int(rng.integers(3, 9)), 3)).astype(np.float32)   # a few colours, as a room has,
     palette += rng.uniform(0, 0.8)*(palette.mean(1, keepdims=True) - palette)           # often muted
     out = np.empty((h, w, 3), np.uint8); out[:] = palette[0].astype(np.uint8)
-    for rr in np.sort(r)[::-1]:                                        # the big ones first: small ones lie on top
+    for radius in np.sort(r)[::-1]:                                    # the big ones first: small ones lie on top
         c = tuple(float(v) for v in np.clip(palette[rng.integers(len(palette))] + rng.normal(0, 12, 3), 0, 255))
-        x, y, rr = int(rng.integers(0, w)), int(rng.integers(0, h)), int(rr)
+        x, y, rr = int(rng.integers(0, w)), int(rng.integers(0, h)), int(radius)
         if rng.random() < 0.5: cv2.circle(out, (x, y), rr, c, -1, cv2.LINE_AA)
         else:                                                          # a box of random aspect and angle
             a, q = rng.uniform(0, np.pi), rng.uniform(0.3, 1)
