@@ -80,6 +80,8 @@ def train(
     aug:str='mid',           # albumentations preset: low, mid, high, webcam (mid + shifts a webcam sees) or none
     recipe:str='one-cycle',  # one-cycle (fastai), cached (later stages on cached features: many epochs on a CPU), probe (the head alone, a logistic regression on frozen features), or paper (SGD, lr 2e-4, x0.1 every 40 epochs)
     views:int=8,             # With --recipe cached or probe: augmented views of each training photo to cache
+    mix:str=None,            # mixup or cutmix: train on blended photos (fastai's MixUp / CutMix callbacks)
+    body_lr:float=None,      # The pretrained backbone's share of --lr (default: 0.01 in one-cycle's unfrozen stage, 1 in cached)
     scratch:bool=False,      # Train from scratch instead of from ImageNet weights
     weights:str=None,        # Local ImageNet weights file for the backbone (offline)
     kind:str='cs',           # Attention gates (ours): c, s or cs
@@ -95,7 +97,7 @@ def train(
     none = lambda v: None if v in (None, 'none', 'None') else v
     return train_model(_data_arg(data), arch, none(attention), epochs, freeze_epochs, parse_lr(lr), parse_size(size), bs, none(aug),
                        recipe, not scratch, weights, kind, combine, label_smoothing, seed, out, resume, split=split, resize=resize,
-                       distributed=distributed, views=views)
+                       distributed=distributed, views=views, mix=none(mix), body_lr=body_lr)
 
 @command
 @call_parse

@@ -19,11 +19,11 @@ from fastai.callback.fp16 import MixedPrecision
 
 # %% auto #0
 __all__ = ['recyclenet_splitter', 'RecycleLearner', 'add_normalize', 'recyclenet_learner', 'AttentionCallback', 'suggest_lr',
-           'atomic_save', 'CheckpointCallback', 'step_schedule', 'fit_recyclenet', 'paper_sgd', 'load_checkpoint',
-           'check_config', 'body_stages', 'trunk_depth', 'cache_features', 'CachedViews', 'FromStage', 'later_params',
-           'cached_learner', 'probe_weights', 'fit_probe', 'MirrorInput', 'evaluate', 'format_accuracy',
-           'save_model_file', 'load_model_file', 'setup_distributed', 'train', 'evaluate_file', 'attention_overlay',
-           'show_attention']
+           'atomic_save', 'CheckpointCallback', 'step_schedule', 'mix_callbacks', 'fit_recyclenet', 'paper_sgd',
+           'load_checkpoint', 'check_config', 'body_stages', 'trunk_depth', 'cache_features', 'CachedViews',
+           'FromStage', 'later_params', 'cached_learner', 'probe_weights', 'fit_probe', 'MirrorInput', 'evaluate',
+           'format_accuracy', 'save_model_file', 'load_model_file', 'setup_distributed', 'train', 'evaluate_file',
+           'attention_overlay', 'show_attention']
 
 # %% ../nbs/02_training.ipynb #7f8e98ae
 def recyclenet_splitter(model: RecycleNet) -> list:
@@ -171,14 +171,28 @@ def _stages(pretrained, recipe, epochs, freeze_epochs):
                                                "'probe' (the head alone, a logistic regression) or 'paper' (SGD, step decay).")
     return ([('frozen', freeze_epochs)] if pretrained and freeze_epochs else []) + [('unfrozen' if pretrained else 'scratch', epochs)]
 
-def fit_recyclenet(learn, epochs=5, lr=None, freeze_epochs=1, recipe='one-cycle', ckpt_dir=None, resume=False, views=8) -> Learner:
+def mix_callbacks(mix) -> list:
+    "fastai's `MixUp` or `CutMix` callback for `mix` ('mixup' or 'cutmix', their default strength), or none for None."
+    from fastai.callback.mixup import MixUp, CutMix
+    if mix is None: return []
+    if mix not in ('mixup', 'cutmix'): raise ValueError(f"mix={mix!r}: use 'mixup', 'cutmix' or None.")
+    return [MixUp() if mix == 'mixup' else CutMix()]
+
+def fit_recyclenet(learn, epochs=5, lr=None, freeze_epochs=1, recipe='one-cycle', ckpt_dir=None, resume=False, views=8,
+                   mix=None, body_lr=None) -> Learner:
     "Transfer learning with one-cycle (head first, then all layers), on cached features, a probe, or the paper's recipe; checkpointed and resumable."
     if epochs < 0 or freeze_epochs < 0: raise ValueError(f"epochs={epochs}, freeze_epochs={freeze_epochs}: they cannot be negative.")
     if lr is not None and not (0 < lr <= 10): raise ValueError(f"lr={lr} is not a usable learning rate: use a value in (0, 10], e.g. 1e-3.")
     pretrained = learn.config.get('pretrained', True)
     if recipe in ('cached', 'probe') and not pretrained:
         raise ValueError(f"recipe={recipe!r} freezes a pretrained backbone: use pretrained=True, or recipe='one-cycle' from scratch.")
-    if recipe == 'probe': return fit_probe(learn, views)
+    if body_lr is not None and not (recipe in ('one-cycle', 'cached') and pretrained and 0 < body_lr <= 1):
+        raise ValueError(f"body_lr={body_lr}: the pretrained backbone's share of the learning rate, in (0, 1], for recipe='one-cycle' "
+                         f"or 'cached' with pretrained=True (here recipe={recipe!r}, pretrained={pretrained}).")
+    mix_cbs = mix_callbacks(mix)
+    if recipe == 'probe':
+        if mix: raise ValueError(f"mix={mix!r} blends photos for gradient training: recipe='probe' fits a logistic regression. Drop mix.")
+        return fit_probe(learn, views)
     stages = _stages(pretrained, recipe, epochs, freeze_epochs)
     if not resume and not any(n for _, n in stages):
         warnings.warn(f"epochs={epochs}, freeze_epochs={freeze_epochs}: nothing to train; the model keeps the weights it was "
@@ -194,21 +208,24 @@ def fit_recyclenet(learn, epochs=5, lr=None, freeze_epochs=1, recipe='one-cycle'
         i = names.index(ck['stage'])
         done, start, history, best = set(names[:i]), ck['epoch'] + 1, ck['history'], ck['best']
         if start >= stages[i][1]: done.add(names[i]); start = 0
-        lr = ck['config'].get('lr', lr)                             # the run's own rate, not a new lr_find
+        lr = ck['config'].get('lr', lr)                             # the run's own rates, not a new lr_find
+        body_lr = ck['config'].get('body_lr', body_lr)
         print(f'resuming after {ck["stage"]} epoch {ck["epoch"]} (best {best:.4f})')
     if lr is None and any(n for _, n in stages): lr = 2e-4 if recipe == 'paper' else suggest_lr(fitter, show_plot=False)
-    learn.config.update(lr=lr, recipe=recipe, **({'views': views} if recipe == 'cached' else {}))
+    learn.config.update(lr=lr, recipe=recipe, **({'views': views} if recipe == 'cached' else {}),
+                        **({'mix': mix} if mix else {}), **({'body_lr': body_lr} if body_lr else {}))
     trained = resume
     for stage, n in stages:
         if stage in done or n == 0: continue
         ckpt = CheckpointCallback(ckpt_dir, stage, history=history, best=best, start=start)
+        cbs = [ckpt, *mix_cbs]
         if not start:                                               # (a resumed stage has its state loaded already;
             fitter.freeze() if stage == 'frozen' else fitter.unfreeze()  # freeze/unfreeze would reset the optimiser)
-        if stage == 'frozen': learn.fit_one_cycle(n, lr, pct_start=0.99, cbs=ckpt, start_epoch=start)
-        elif stage == 'cached': fitter.fit_one_cycle(n, lr, pct_start=0.25, cbs=ckpt, start_epoch=start)
-        elif stage == 'unfrozen': learn.fit_one_cycle(n, slice(lr/2/100, lr/2), pct_start=0.3, div=5., cbs=ckpt, start_epoch=start)
-        elif stage == 'scratch': learn.fit_one_cycle(n, lr, cbs=ckpt, start_epoch=start)
-        else: learn.fit(n, lr, cbs=[ckpt, ParamScheduler({'lr': step_schedule(lr, n)})], start_epoch=start)   # the paper's
+        if stage == 'frozen': learn.fit_one_cycle(n, lr, pct_start=0.99, cbs=cbs, start_epoch=start)
+        elif stage == 'cached': fitter.fit_one_cycle(n, slice(lr*body_lr, lr) if body_lr else lr, pct_start=0.25, cbs=cbs, start_epoch=start)
+        elif stage == 'unfrozen': learn.fit_one_cycle(n, slice(lr/2*(body_lr or 1/100), lr/2), pct_start=0.3, div=5., cbs=cbs, start_epoch=start)
+        elif stage == 'scratch': learn.fit_one_cycle(n, lr, cbs=cbs, start_epoch=start)
+        else: learn.fit(n, lr, cbs=[*cbs, ParamScheduler({'lr': step_schedule(lr, n)})], start_epoch=start)   # the paper's
         history, best, start, trained = ckpt.history, ckpt.best, 0, True
     if num_distrib() > 1: distrib_barrier()                         # (rank 0 writes the checkpoints)
     if trained and (ckpt_dir/'best.pth').exists(): learn.model.load_state_dict(torch.load(ckpt_dir/'best.pth', weights_only=True)['model'])
@@ -284,7 +301,7 @@ class CachedViews:
     def __len__(self): return self.n
     def __getitem__(self, i):
         j = random.randrange(len(self.x)//self.n)*self.n + i
-        return self.x[j], self.y[j]
+        return self.x[j].float(), self.y[j]                         # (float32: MixUp and CutMix blend with float weights)
 
 class FromStage(nn.Module):
     "The RecycleNet `module` run from backbone stage `start` on: its input is the cached output of the stages before."
@@ -293,14 +310,12 @@ class FromStage(nn.Module):
         self.module, self.start = module, start                     # (`module`, as DistributedDataParallel names it:
         self.stages = body_stages(module)[start:]                   #  checkpoints save the whole RecycleNet)
     def forward(self, x):
-        x = x.float()
         for s in self.stages: x = s(x)
         return self.module.head(self.module.attention(x))
 
 def later_params(m: FromStage) -> list:
-    "Splitter of a `FromStage` learner: one group, the parameters of the stages it runs, the attention and the head."
-    return [[p for s in m.stages for p in s.parameters()] + list(m.module.attention.parameters()) +
-            list(m.module.head.parameters())]
+    "Splitter of a `FromStage` learner: the parameters of the (pretrained) stages it runs; those of the attention and head."
+    return [[p for s in m.stages for p in s.parameters()], list(m.module.attention.parameters()) + list(m.module.head.parameters())]
 
 def cached_learner(learn, views=8, stride=16) -> Learner:
     "A `Learner` that trains `learn.model`'s later stages, attention and head on cached outputs of its frozen first stages."
@@ -318,7 +333,7 @@ def cached_learner(learn, views=8, stride=16) -> Learner:
     print(f'cached {views} view(s) of {n} training photos and {len(valid[0])} validation photos '
           f'after {start} frozen stages: {tuple(train[0].shape[1:])} each, {time.time() - t:.0f} s')
     bs = max(1, min(learn.dls.bs, n//4))                            # (at least four steps an epoch, even on a tiny set)
-    dls = DataLoaders.from_dsets(CachedViews(*train, views), list(zip(*valid)), bs=bs, device=learn.dls.device,
+    dls = DataLoaders.from_dsets(CachedViews(*train, views), list(zip(valid[0].float(), valid[1])), bs=bs, device=learn.dls.device,
                                  num_workers=0)                     # (in memory already: workers would only copy it)
     top = Learner(dls, FromStage(model, start), loss_func=learn.loss_func, opt_func=learn.opt_func, metrics=learn.metrics,
                   splitter=later_params, path=learn.path, cbs=[cb for cb in learn.cbs if isinstance(cb, (ChannelsLast, MixedPrecision))])
@@ -433,7 +448,7 @@ def _broadcast_lr(lr) -> float:
 def train(data='sample', arch='efficientnet_lite0', attention=None, epochs=5, freeze_epochs=1, lr=None, size=224,
           bs=32, aug='mid', recipe='one-cycle', pretrained=True, weights=None, kind='cs', combine='sum',
           label_smoothing=0., seed=42, out='runs/recyclenet', resume=False, split='official', pct=(.7, .13, .17),
-          resize='crop', classes=None, export=True, distributed=False, views=8) -> Learner:
+          resize='crop', classes=None, export=True, distributed=False, views=8, mix=None, body_lr=None) -> Learner:
     "Train and test a RecycleNet model on TrashNet (or any class-folder dataset); write checkpoints and `model.pth` to `out`."
     import json
     t0, out, classes = time.time(), Path(out), list(classes or CLASSES)
@@ -458,7 +473,7 @@ def train(data='sample', arch='efficientnet_lite0', attention=None, epochs=5, fr
     cuda = torch.cuda.is_available()
     if world > 1 and not rank: print(f'data-parallel training in {world} processes ({torch.distributed.get_backend()}), batches of {bs} each')
     with learn.distrib_ctx(sync_bn=cuda, cpu=not cuda) if world > 1 else contextlib.nullcontext():
-        fit_recyclenet(learn, epochs, lr, freeze_epochs, recipe, out/'checkpoints', resume, views)
+        fit_recyclenet(learn, epochs, lr, freeze_epochs, recipe, out/'checkpoints', resume, views, mix, body_lr)
     res = dict(valid=evaluate(learn, 1), test=evaluate(learn, 2) if len(dls.loaders) > 2 else None,
                train_seconds=round(time.time() - t0, 1), n_train=len(dls.train_ds),
                skipped=dls.skipped.to_dict('records'))            # unreadable photos left out, with the reason
