@@ -15,11 +15,12 @@ from .data import CLASSES, get_trashnet, official_split, stratified_split
 from .inference import Classifier, load_classifier, read_image, to_input
 
 # %% auto #0
-__all__ = ['SCENES', 'TRAIN_SCENES', 'SKIN_TONES', 'SHIFTS', 'board_colour', 'segment_object', 'scene', 'background',
-           'small_offcentre', 'colour_cast', 'low_light', 'motion_blur', 'defocus_blur', 'jpeg', 'rotate_perspective',
-           'hand_mask', 'hand', 'apply_shift', 'shift_seed', 'show_shifts', 'as_classifier', 'eval_images',
-           'shifted_pixels', 'accuracy_table', 'robustness_report', 'summarise', 'plot_robustness', 'wise_ft',
-           'wise_ft_sweep', 'plot_wise_ft', 'BackgroundSwap', 'occlude', 'Occluder', 'webcam_augs']
+__all__ = ['SCENES', 'PROCEDURAL', 'TRAIN_SCENES', 'SKIN_TONES', 'SHIFTS', 'SUITE_VERSION', 'board_colour', 'board_reference',
+           'segment_object', 'scene', 'background', 'small_offcentre', 'colour_cast', 'low_light', 'motion_blur',
+           'defocus_blur', 'jpeg', 'rotate_perspective', 'hand_mask', 'hand', 'apply_shift', 'shift_seed',
+           'show_shifts', 'as_classifier', 'eval_images', 'shifted_pixels', 'accuracy_table', 'robustness_report',
+           'summarise', 'plot_robustness', 'wise_ft', 'wise_ft_sweep', 'plot_wise_ft', 'BackgroundSwap', 'occlude',
+           'Occluder', 'webcam_augs']
 
 # %% ../nbs/06_robustness.ipynb #3ef2b595
 def _work_scale(img, max_side=256):
@@ -32,18 +33,28 @@ def _fill_holes(m):
     cv2.floodFill(ff, None, (0, 0), 1)   # everything reachable from outside is 1
     return m | (ff[1:-1, 1:-1] == 0)
 
+def _edge(img, b) -> np.ndarray:
+    "The pixels (n, channels) of the strip `b` pixels wide around the edge of `img`."
+    return np.concatenate([img[:b].reshape(-1, img.shape[2]), img[-b:].reshape(-1, img.shape[2]),
+                           img[:, :b].reshape(-1, img.shape[2]), img[:, -b:].reshape(-1, img.shape[2])])
+
 def board_colour(img, border=0.05) -> np.ndarray:
     "Median colour (RGB) of a strip around the edge of `img`: the poster board in a TrashNet photo."
-    h, w = img.shape[:2]; b = max(1, round(border*min(h, w)))
-    strip = np.concatenate([img[:b].reshape(-1, 3), img[-b:].reshape(-1, 3), img[:, :b].reshape(-1, 3), img[:, -b:].reshape(-1, 3)])
-    return np.median(strip, 0)
+    return np.median(_edge(img, max(1, round(border*min(img.shape[:2])))), 0)
+
+def board_reference(lab, border=4, max_chroma=14., min_share=0.1):
+    "CIELAB colour (OpenCV's 8-bit scale) of the board in `lab`: the median of the `border` strip's near-grey pixels; None if under `min_share` of it is near-grey."
+    strip = _edge(lab, border)
+    grey = strip[np.hypot(strip[:, 1] - 128, strip[:, 2] - 128) < max_chroma]
+    return np.median(grey, 0) if len(grey) >= min_share*len(strip) else None
 
 def segment_object(img, min_dist=12., lightness=0.5, fallback=True) -> np.ndarray:
-    "Boolean mask (h, w) of the object in a photo on a plain board: colour distance from the board, Otsu, morphology, largest part."
+    "Boolean mask (h, w) of the object in a photo on a plain board: colour distance from the board, Otsu, morphology, largest part; all of it when no board shows."
     img = np.asarray(img)
     s, small = _work_scale(img)
     lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB).astype(np.float32)
-    ref = np.median(np.concatenate([lab[:4].reshape(-1, 3), lab[-4:].reshape(-1, 3), lab[:, :4].reshape(-1, 3), lab[:, -4:].reshape(-1, 3)]), 0)
+    ref = board_reference(lab)
+    if ref is None: return np.ones(img.shape[:2], bool)            # a close-up: the object fills the frame
     d = lab - ref
     d[..., 0] *= lightness
     dist = np.sqrt((d**2).sum(-1))
@@ -78,8 +89,9 @@ def _level(levels, severity):
 def _u8(x) -> np.ndarray: return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 SCENES = ('wood', 'tiles', 'brick', 'grass', 'gravel', 'coffee', 'astronaut', 'rocket', 'chelsea')
-TRAIN_SCENES = ('clutter', 'dead_leaves', 'motorcycle', 'hubble_deep_field', 'immunohistochemistry', 'retina',   # for
-                'colorwheel', 'camera', 'page', 'moon', 'coins', 'clock', 'cell')        # training: never in the suite
+PROCEDURAL = ('dead_leaves', 'spectral', 'fabric')                 # endless, random: for training, never in the suite
+TRAIN_SCENES = ('clutter', *PROCEDURAL, 'motorcycle', 'hubble_deep_field', 'immunohistochemistry', 'retina', 'colorwheel',
+                'camera', 'page', 'moon', 'coins', 'clock', 'cell')
 _TINTS = {'brick': (190, 105, 80), 'grass': (110, 150, 70), 'gravel': (150, 145, 135)}
 
 def _smooth_noise(rng, h, w, cells=6) -> np.ndarray:
@@ -107,12 +119,16 @@ def _tiles(rng, h, w) -> np.ndarray:
     out[((y % side) < grout) | ((x % side) < grout)] = (170, 165, 155)
     return _u8(out + rng.normal(0, 3, (h, w, 1)))
 
+def _palette(rng, n) -> np.ndarray:
+    "`n` random colours (n, 3), as a room has: often muted towards grey."
+    p = rng.integers(0, 256, (n, 3)).astype(np.float32)
+    return p + rng.uniform(0, 0.8)*(p.mean(1, keepdims=True) - p)
+
 def _dead_leaves(rng, h, w, n=300) -> np.ndarray:
     "Procedural clutter: the 'dead leaves' model of natural images, discs and boxes of a few colours and power-law sizes piled up."
     side = max(h, w)
     r = side*0.02*(1 - rng.random(n)*(1 - (0.02/0.4)**2))**-0.5         # radii ~ r^-3, from 2% to 40% of the side
-    palette = rng.integers(0, 256, (int(rng.integers(3, 9)), 3)).astype(np.float32)   # a few colours, as a room has,
-    palette += rng.uniform(0, 0.8)*(palette.mean(1, keepdims=True) - palette)           # often muted
+    palette = _palette(rng, int(rng.integers(3, 9)))
     out = np.empty((h, w, 3), np.uint8); out[:] = palette[0].astype(np.uint8)
     for radius in np.sort(r)[::-1]:                                    # the big ones first: small ones lie on top
         c = tuple(float(v) for v in np.clip(palette[rng.integers(len(palette))] + rng.normal(0, 12, 3), 0, 255))
@@ -125,6 +141,35 @@ def _dead_leaves(rng, h, w, n=300) -> np.ndarray:
             cv2.fillConvexPoly(out, np.array(corners, np.int32), c, cv2.LINE_AA)
     return _u8(cv2.GaussianBlur(out, (0, 0), rng.uniform(0.3, 1.5)).astype(np.float32) + rng.normal(0, 3, (h, w, 1)))
 
+def _spectral(rng, h, w) -> np.ndarray:
+    "Procedural surfaces: noise of amplitude 1/f^e (fine grain to smooth blotches), often stretched one way, sometimes folded into veins, coloured by a random ramp: stone, grain, carpet, marble."
+    s = max(h, w)
+    fy, fx = np.fft.fftfreq(s)[:, None], np.fft.fftfreq(s)[None]
+    a, e = rng.uniform(0, np.pi), rng.uniform(0.9, 2)
+    stretch = rng.uniform(1, 8) if rng.random() < 0.5 else 1.
+    f = np.hypot(fx*np.cos(a) + fy*np.sin(a), (fy*np.cos(a) - fx*np.sin(a))*stretch); f[0, 0] = 1
+    n = np.fft.ifft2((rng.normal(size=(s, s)) + 1j*rng.normal(size=(s, s)))/f**e).real[:h, :w]
+    n = (n - n.mean())/(n.std() + 1e-8)
+    if rng.random() < 0.3: n = np.sin(n*rng.uniform(1, 4))          # veins
+    v = 1/(1 + np.exp(-n*rng.uniform(0.8, 2.5)))
+    pal = _palette(rng, int(rng.integers(2, 5)))
+    ramp = np.stack([np.interp(v, np.linspace(0, 1, len(pal)), pal[:, c]) for c in range(3)], -1)
+    return _u8(ramp + rng.normal(0, 3, (h, w, 1)))
+
+def _fabric(rng, h, w) -> np.ndarray:
+    "Procedural cloth: stripes or a plaid of a few colours with a fine weave, at a random scale and angle (tablecloths, towels, clothes)."
+    pal = _palette(rng, int(rng.integers(2, 5)))
+    s = int(np.hypot(h, w)) + 2                                        # (a square that covers the frame at any angle)
+    period = rng.uniform(0.02, 0.2)*s
+    y, x = np.mgrid[:s, :s].astype(np.float32)
+    bands = lambda t: (np.floor(t/period*rng.uniform(0.5, 2)) % len(pal)).astype(int)
+    out = pal[bands(x)]
+    if rng.random() < 0.6: out = (out + pal[bands(y + rng.uniform(0, period))])/2    # a plaid
+    out *= (0.9 + 0.1*np.sin(2*np.pi*(x + y)/rng.uniform(2, 5)))[..., None]           # the weave
+    out = cv2.warpAffine(out, cv2.getRotationMatrix2D((s/2, s/2), rng.uniform(0, 180), 1), (s, s), borderMode=cv2.BORDER_REFLECT)
+    i, j = (s - h)//2, (s - w)//2
+    return _u8(out[i:i+h, j:j+w] + rng.normal(0, 3, (h, w, 1)))
+
 @lru_cache(maxsize=None)
 def _photo(name) -> np.ndarray:
     "A scikit-image sample photo as RGB uint8 (grey textures tinted)."
@@ -134,20 +179,27 @@ def _photo(name) -> np.ndarray:
     if im.ndim == 2: im = _u8(im[..., None].astype(np.float32)/255*np.array(_TINTS.get(name, (160,)*3), np.float32)*1.5)
     return np.ascontiguousarray(im[..., :3])
 
+@lru_cache(maxsize=None)
+def _is_grey(name) -> bool: return bool((_photo(name) == _photo(name)[..., :1]).all())
+
 def scene(name, h, w, seed=0) -> np.ndarray:
-    "An (h, w, 3) uint8 scene to put an object on: procedural `wood`, `tiles`, `clutter` or `dead_leaves`, or a random crop of a scikit-image photo."
+    "An (h, w, 3) uint8 scene to put an object on: procedural (`wood`, `tiles`, `clutter`, `dead_leaves`, `spectral`, `fabric`), or a random crop of a scikit-image photo."
     rng = np.random.default_rng(seed)
     if name == 'wood': return _wood(rng, h, w)
     if name == 'tiles': return _tiles(rng, h, w)
     if name == 'clutter': return _u8(np.stack([_smooth_noise(rng, h, w, int(rng.integers(3, 16))) for _ in range(3)], -1)*255)
     if name == 'dead_leaves': return _dead_leaves(rng, h, w)
+    if name == 'spectral': return _spectral(rng, h, w)
+    if name == 'fabric': return _fabric(rng, h, w)
     if name not in SCENES + TRAIN_SCENES: raise ValueError(f"scene {name!r}: use one of {', '.join(SCENES + TRAIN_SCENES)}.")
     im = _photo(name)
     H, W = im.shape[:2]
     s = rng.uniform(0.5, 1)*min(H/h, W/w)                          # a crop of the photo's shape h:w, 50-100% as big as fits
     ch, cw = max(1, int(h*s)), max(1, int(w*s))
     i, j = rng.integers(0, H - ch + 1), rng.integers(0, W - cw + 1)
-    return cv2.resize(im[i:i+ch, j:j+cw], (w, h), interpolation=cv2.INTER_AREA)
+    out = cv2.resize(im[i:i+ch, j:j+cw], (w, h), interpolation=cv2.INTER_AREA)
+    if name in TRAIN_SCENES and _is_grey(name): out = _u8(out*rng.uniform(0.4, 1.3, 3).astype(np.float32))   # in any tint
+    return out
 
 def _soft(mask, sigma) -> np.ndarray:
     "`mask` as a float (h, w, 1) alpha with edges feathered by a Gaussian of `sigma` pixels."
@@ -274,6 +326,7 @@ def hand(img, severity=3, seed=0, mask=None) -> np.ndarray:
 # %% ../nbs/06_robustness.ipynb #cbad7636
 SHIFTS = dict(background=background, small_offcentre=small_offcentre, colour_cast=colour_cast, low_light=low_light,
               motion_blur=motion_blur, defocus_blur=defocus_blur, jpeg=jpeg, rotate_perspective=rotate_perspective, hand=hand)
+SUITE_VERSION = 2       # goes up whenever a shift changes a photo differently (2: close-ups keep their object)
 
 def _takes_mask(f) -> bool:
     try: return 'mask' in inspect.signature(f).parameters
@@ -396,7 +449,7 @@ def robustness_report(model, data='sample', split='test', shifts=None, severity=
     res = accuracy_table(clf, pixels, df.label.tolist(), bs)
     sev = {n: severity or _default_severity(f) for n, f in _shift_list(shifts).items()}
     res.insert(1, 'severity', [0] + [sev[n] for n in res['shift'][1:]])
-    res.attrs.update(mean_shifted=float(res.accuracy[1:].mean()), clean=float(res.accuracy[0]), n=len(df))
+    res.attrs.update(mean_shifted=float(res.accuracy[1:].mean()), clean=float(res.accuracy[0]), n=len(df), suite=SUITE_VERSION)
     if out: Path(out).parent.mkdir(parents=True, exist_ok=True); res.to_csv(out, index=False)
     return res
 
@@ -500,10 +553,12 @@ class Occluder(A.ImageOnlyTransform):
 def webcam_augs(p=0.25, background=0.5) -> list:
     "albumentations transforms that imitate a webcam in a kitchen, each applied with probability `p`, the background swap with `background` (none uses the suite's scenes)."
     return [A.Affine(scale=(0.4, 1.), translate_percent=(-0.2, 0.2), fill=(235, 235, 235), p=p),
-            BackgroundSwap(scenes=TRAIN_SCENES, p=background),
+            BackgroundSwap(scenes=TRAIN_SCENES + 2*PROCEDURAL, p=background),          # (the procedural scenes 3 times as often)
             Occluder(p=p),
-            A.Sequential([A.RandomBrightnessContrast(brightness_limit=(-0.6, -0.2), contrast_limit=(-0.4, 0.), p=1),
-                          A.GaussNoise(std_range=(0.03, 0.12), p=1)], p=p),
+            A.Sequential([A.MultiplicativeNoise(multiplier=(0.2, 0.7), p=1),           # dim light: a shorter exposure,
+                          A.ShotNoise(scale_range=(0.001, 0.01), p=1),                 # fewer photons (Poisson noise),
+                          A.GaussNoise(std_range=(0, 0.03), p=1)], p=p),               # and the sensor's read noise
             A.OneOf([A.MotionBlur(blur_limit=(7, 17), p=1), A.Defocus(radius=(3, 6), p=1)], p=p),
             A.ImageCompression(quality_range=(8, 40), p=p),
-            A.RGBShift(r_shift_limit=40, g_shift_limit=40, b_shift_limit=40, p=p)]
+            A.OneOf([A.RGBShift(r_shift_limit=40, g_shift_limit=40, b_shift_limit=40, p=1),
+                     A.MultiplicativeNoise(multiplier=(0.6, 1.4), per_channel=True, p=1)], p=p)]   # a cast: offsets, or white-balance gains

@@ -1,12 +1,12 @@
 "Robustness chapter: the shift suite, object segmentation, the report and its CLI, WiSE-FT and BackgroundSwap, on the bundled sample."
 import random, subprocess, sys
 
-import albumentations as A, numpy as np, pandas as pd, pytest, torch
+import albumentations as A, cv2, numpy as np, pandas as pd, pytest, torch
 
 from recyclenet.data import official_split, image_files, load_rgb, trashnet_dls, AlbumentationsTransform
 from recyclenet.inference import load_classifier
 from recyclenet.learner import load_model_file
-from recyclenet.robust import (SHIFTS, SCENES, apply_shift, segment_object, board_colour, robustness_report, summarise,
+from recyclenet.robust import (SHIFTS, SCENES, apply_shift, segment_object, board_reference, robustness_report, summarise,
                                plot_robustness, wise_ft, wise_ft_sweep, BackgroundSwap, shift_seed)
 from recyclenet.cli import main
 from webcam_model import probe_model
@@ -66,7 +66,8 @@ def test_segment_object(sample):
         assert m.shape == img.shape[:2] and m.dtype == bool
         assert 0.02 <= m.mean() <= 0.9, f'{f.name}: object covers {m.mean():.2f} of the photo'   # (glass228, a bottle top: 4%)
         areas.append(m.mean())
-        d = np.abs(img.astype(float) - board_colour(img)).sum(-1)
+        lab = cv2.cvtColor(img, cv2.COLOR_RGB2LAB).astype(np.float32)
+        d = np.linalg.norm(lab - board_reference(lab), axis=-1)        # distance from the board's colour
         assert d[m].mean() > 1.5*d[~m].mean(), f'{f.name}: the mask is not the object'
     assert 0.1 <= np.median(areas) <= 0.6, areas
 
@@ -79,11 +80,21 @@ def test_segment_object_finds_a_drawn_object():
     assert (m & truth).sum()/(m | truth).sum() > 0.9                 # intersection over union
 
 
+def test_closeup_keeps_its_object(sample):
+    "A close-up shows no board at its edge: the whole photo is the object, and the background shift leaves it as it is."
+    img = np.asarray(load_rgb(sample/'cardboard'/'cardboard34.jpg'))   # a box filling the frame
+    assert segment_object(img).all()
+    np.testing.assert_array_equal(apply_shift(img, 'background', seed=0), img)
+    box = np.full((192, 256, 3), (150, 110, 70), np.uint8); box[:, 200:] = 230   # board only at the right
+    m = segment_object(box)
+    assert m[:, :190].all() and not m[:, 210:].any()
+
+
 def test_background_keeps_the_object(photos):
     img = photos[2]
     m = segment_object(img)
     out = apply_shift(img, 'background', severity=5, seed=3, mask=m)
-    core = np.asarray(__import__('cv2').erode(m.astype(np.uint8), np.ones((15, 15)))).astype(bool)
+    core = cv2.erode(m.astype(np.uint8), np.ones((15, 15))).astype(bool)
     assert np.abs(out[core].astype(int) - img[core]).mean() < 3     # the object's inside is untouched
     assert np.abs(out[~m].astype(int) - img[~m]).mean() > 20        # the board is gone
 
