@@ -189,7 +189,7 @@ def fit_recyclenet(learn, epochs=5, lr=None, freeze_epochs=1, recipe='one-cycle'
     if body_lr is not None and not (recipe in ('one-cycle', 'cached') and pretrained and 0 < body_lr <= 1):
         raise ValueError(f"body_lr={body_lr}: the pretrained backbone's share of the learning rate, in (0, 1], for recipe='one-cycle' "
                          f"or 'cached' with pretrained=True (here recipe={recipe!r}, pretrained={pretrained}).")
-    mix_cbs = mix_callbacks(mix)
+    mix_callbacks(mix)                                              # (a misspelt mix fails before any work)
     if recipe == 'probe':
         if mix: raise ValueError(f"mix={mix!r} blends photos for gradient training: recipe='probe' fits a logistic regression. Drop mix.")
         return fit_probe(learn, views)
@@ -209,7 +209,7 @@ def fit_recyclenet(learn, epochs=5, lr=None, freeze_epochs=1, recipe='one-cycle'
         done, start, history, best = set(names[:i]), ck['epoch'] + 1, ck['history'], ck['best']
         if start >= stages[i][1]: done.add(names[i]); start = 0
         lr = ck['config'].get('lr', lr)                             # the run's own rates, not a new lr_find
-        body_lr = ck['config'].get('body_lr', body_lr)
+        body_lr, mix = ck['config'].get('body_lr'), ck['config'].get('mix')   # and its own mixing
         print(f'resuming after {ck["stage"]} epoch {ck["epoch"]} (best {best:.4f})')
     if lr is None and any(n for _, n in stages): lr = 2e-4 if recipe == 'paper' else suggest_lr(fitter, show_plot=False)
     learn.config.update(lr=lr, recipe=recipe, **({'views': views} if recipe == 'cached' else {}),
@@ -218,7 +218,7 @@ def fit_recyclenet(learn, epochs=5, lr=None, freeze_epochs=1, recipe='one-cycle'
     for stage, n in stages:
         if stage in done or n == 0: continue
         ckpt = CheckpointCallback(ckpt_dir, stage, history=history, best=best, start=start)
-        cbs = [ckpt, *mix_cbs]
+        cbs = [ckpt, *mix_callbacks(mix)]
         if not start:                                               # (a resumed stage has its state loaded already;
             fitter.freeze() if stage == 'frozen' else fitter.unfreeze()  # freeze/unfreeze would reset the optimiser)
         if stage == 'frozen': learn.fit_one_cycle(n, lr, pct_start=0.99, cbs=cbs, start_epoch=start)
@@ -304,7 +304,7 @@ class CachedViews:
         return self.x[j].float(), self.y[j]                         # (float32: MixUp and CutMix blend with float weights)
 
 class FromStage(nn.Module):
-    "The RecycleNet `module` run from backbone stage `start` on: its input is the cached output of the stages before."
+    "The RecycleNet `module` run from backbone stage `start` on: its input is the cached output of the stages before, in float32 (as `CachedViews` gives it)."
     def __init__(self, module: RecycleNet, start: int):
         super().__init__()
         self.module, self.start = module, start                     # (`module`, as DistributedDataParallel names it:

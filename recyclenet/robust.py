@@ -44,7 +44,7 @@ def board_colour(img, border=0.05) -> np.ndarray:
 
 def board_reference(lab, border=4, max_chroma=14., min_share=0.1):
     "CIELAB colour (OpenCV's 8-bit scale) of the board in `lab`: the median of the `border` strip's near-grey pixels; None if under `min_share` of it is near-grey."
-    strip = _edge(lab, border)
+    strip = _edge(lab, border).astype(np.float32)                 # (8-bit LAB would wrap below 128)
     grey = strip[np.hypot(strip[:, 1] - 128, strip[:, 2] - 128) < max_chroma]
     return np.median(grey, 0) if len(grey) >= min_share*len(strip) else None
 
@@ -449,6 +449,7 @@ def robustness_report(model, data='sample', split='test', shifts=None, severity=
     res = accuracy_table(clf, pixels, df.label.tolist(), bs)
     sev = {n: severity or _default_severity(f) for n, f in _shift_list(shifts).items()}
     res.insert(1, 'severity', [0] + [sev[n] for n in res['shift'][1:]])
+    res['suite'] = SUITE_VERSION                                    # which version of the shifts scored it
     res.attrs.update(mean_shifted=float(res.accuracy[1:].mean()), clean=float(res.accuracy[0]), n=len(df), suite=SUITE_VERSION)
     if out: Path(out).parent.mkdir(parents=True, exist_ok=True); res.to_csv(out, index=False)
     return res
@@ -514,7 +515,7 @@ def plot_wise_ft(df, ax=None):
     "Clean against mean shifted accuracy along the WiSE-FT sweep, each point labelled with its alpha."
     import matplotlib.pyplot as plt, seaborn as sns
     if ax is None: _, ax = plt.subplots(figsize=(5, 4))
-    sns.lineplot(x=100*df.clean, y=100*df.mean_shifted, marker='o', sort=False, ax=ax)
+    sns.lineplot(x=100*df.clean, y=100*df.mean_shifted, marker='o', sort=False, estimator=None, ax=ax)   # in alpha order, every point
     for a, x, y in zip(df.alpha, df.clean, df.mean_shifted): ax.annotate(f'α={a:g}', (100*x, 100*y), textcoords='offset points', xytext=(4, 4), fontsize=8)
     ax.set(xlabel='clean accuracy (%)', ylabel='mean accuracy under shifts (%)', title='WiSE-FT: head only (α=0) → fine-tuned (α=1)')
     return ax.figure
