@@ -70,32 +70,35 @@ def data(
 def train(
     data:str=None,           # TrashNet folder or zip, or 'sample' (default: $RECYCLENET_DATA, else 'sample')
     arch:str='efficientnet_lite0',  # resnet18/34/50/101/152, mobilenet_v2, efficientnet_lite0/2, or timm:<name>
-    attention:str=None,      # none, ours (RecycleNet), se or cbam
-    epochs:int=5,            # Epochs with all layers training (after --freeze-epochs with the backbone frozen)
+    attention:str='ours',    # ours (RecycleNet), se, cbam or none
+    epochs:int=None,         # Epochs training (after --freeze_epochs with the backbone frozen); default 30 with the cached recipe, else 5
     freeze_epochs:int=1,     # Epochs training only the new layers first (pretrained models)
-    lr:str='auto',           # Learning rate, or 'auto' for lr_find's suggestion
+    lr:str=None,             # Learning rate (default 2e-3, fastai fine_tune's; the paper recipe's 2e-4), or 'auto' for lr_find's suggestion
     size:str='224',          # Input size in pixels: 224 (a square) or HxW, e.g. 240x320
     resize:str='crop',       # crop (centre crop to the input's shape) or squish (whole photo)
-    bs:int=32,               # Batch size
-    aug:str='mid',           # albumentations preset: low, mid, high, webcam (mid + shifts a webcam sees) or none
-    recipe:str='one-cycle',  # one-cycle (fastai), cached (later stages on cached features: many epochs on a CPU), probe (the head alone, a logistic regression on frozen features), or paper (SGD, lr 2e-4, x0.1 every 40 epochs)
-    views:int=8,             # With --recipe cached or probe: augmented views of each training photo to cache
-    mix:str=None,            # mixup or cutmix: train on blended photos (fastai's MixUp / CutMix callbacks)
+    bs:int=64,               # Batch size
+    aug:str='webcam',        # albumentations preset: webcam (mid + shifts a webcam sees), low, mid, high or none
+    recipe:str=None,         # cached (later stages on cached features: many epochs on a CPU; the default), one-cycle (fastai; the default with --scratch or --distributed), probe (the head alone, a logistic regression on frozen features), or paper (SGD, lr 2e-4, x0.1 every 40 epochs)
+    views:int=12,            # With --recipe cached or probe: augmented views of each training photo to cache
+    mix:str='cutmix',        # cutmix, mixup or none: train on blended photos (fastai's CutMix / MixUp callbacks)
     body_lr:float=None,      # The pretrained backbone's share of --lr (default: 0.01 in one-cycle's unfrozen stage, 1 in cached)
     scratch:bool=False,      # Train from scratch instead of from ImageNet weights
     weights:str=None,        # Local ImageNet weights file for the backbone (offline)
     kind:str='cs',           # Attention gates (ours): c, s or cs
     combine:str='sum',       # How ours combines the gates: sum, mul or max
-    label_smoothing:float=0.,  # Label smoothing of the cross-entropy loss
+    label_smoothing:float=0.1,  # Label smoothing of the cross-entropy loss
     seed:int=42,             # Random seed (split, order, augmentation, initialisation)
     out:str='runs/recyclenet',  # Output folder: checkpoints/, model.pth, export.pkl, results.json
     resume:bool=False,       # Continue from out/checkpoints/last.pth
     split:str='official',    # official (the paper's split files) or random (seeded, stratified 70/13/17)
     distributed:bool=False,  # Data-parallel in the processes torchrun or `accelerate launch` start (--bs is per process)
 ):
-    "Train a RecycleNet model with one-cycle transfer learning, then test it; print accuracy as correct/total."
+    "Train a RecycleNet model (by default with the recipe the robustness chapter picked), then test it; print accuracy as correct/total."
     none = lambda v: None if v in (None, 'none', 'None') else v
-    return train_model(_data_arg(data), arch, none(attention), epochs, freeze_epochs, parse_lr(lr), parse_size(size), bs, none(aug),
+    recipe = recipe or ('one-cycle' if scratch or distributed else 'cached')     # (cached needs pretrained weights and one process)
+    if epochs is None: epochs = 30 if recipe == 'cached' else 5
+    lr = parse_lr(lr) if lr else None if recipe == 'paper' else 2e-3
+    return train_model(_data_arg(data), arch, none(attention), epochs, freeze_epochs, lr, parse_size(size), bs, none(aug),
                        recipe, not scratch, weights, kind, combine, label_smoothing, seed, out, resume, split=split, resize=resize,
                        distributed=distributed, views=views, mix=none(mix), body_lr=body_lr)
 

@@ -58,7 +58,7 @@ def grey_diff(a, b) -> float:
     "Mean absolute difference, in grey levels, of two images at `b`'s size."
     return float(np.abs(np.asarray(a.resize(b.size).convert('L'), float) - np.asarray(b.convert('L'), float)).mean())
 
-TRAIN_ARGS = ['--data', 'sample', '--arch', 'resnet18', '--scratch', '--lr', '3e-3', '--size', '32', '--bs', '16']
+TRAIN_ARGS = ['--data', 'sample', '--arch', 'resnet18', '--attention', 'none', '--scratch', '--lr', '3e-3', '--size', '32', '--bs', '16']   # (as trained_run)
 
 
 # --- image files: how each kind is made, and what must happen to it ---

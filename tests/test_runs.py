@@ -70,7 +70,8 @@ def test_only_rank_0_writes(tmp_path, monkeypatch):
 
 
 DIST_ARGS = ['train', '--data', 'sample', '--arch', 'efficientnet_lite0', '--size', '96', '--freeze_epochs', '3',
-             '--epochs', '1', '--lr', '1e-2', '--seed', '3']
+             '--epochs', '1', '--lr', '1e-2', '--seed', '3', '--recipe', 'one-cycle',     # (the default without --distributed is cached)
+             '--attention', 'none', '--aug', 'mid', '--mix', 'none', '--label_smoothing', '0']
 
 @pytest.mark.skipif(importlib.util.find_spec('accelerate') is None, reason='distributed training needs accelerate')
 def test_two_processes_train_like_one(tmp_path):

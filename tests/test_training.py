@@ -95,11 +95,20 @@ def test_cli_train_resume_and_eval(tmp_path):
             '--bs', '16', '--out', str(tmp_path))
     assert r.returncode == 0, r.stderr[-2000:]
     assert 'test accuracy: ' in r.stdout and '/12 = ' in r.stdout
+    assert json.loads((tmp_path/'results.json').read_text())['config']['recipe'] == 'one-cycle'   # (cached needs pretrained weights)
     r = cli('train', '--data', 'sample', '--arch', 'resnet18', '--scratch', '--epochs', '3', '--lr', '3e-3', '--size', '32',
             '--bs', '16', '--out', str(tmp_path), '--resume')
     assert r.returncode == 0 and 'resuming after scratch epoch 1' in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
     r = cli('eval', str(tmp_path/'model.pth'), '--data', 'sample', '--split', 'valid')
     assert r.returncode == 0 and r.stdout.strip().startswith('valid accuracy: ') and r.stdout.strip().endswith('%')
+
+
+def test_cli_train_defaults_to_the_robust_recipe(tmp_path):
+    "With no recipe flags `recyclenet train` trains the robustness chapter's pick: cached maps, webcam augmentations, CutMix."
+    r = cli('train', '--data', 'sample', '--epochs', '1', '--views', '2', '--size', '64', '--out', str(tmp_path))
+    assert r.returncode == 0, r.stderr[-2000:]
+    c = json.loads((tmp_path/'results.json').read_text())['config']
+    assert (c['recipe'], c['aug'], c['mix'], c['attention'], c['lr']) == ('cached', 'webcam', 'cutmix', 'ours', 2e-3), c
 
 
 def test_cli_errors_are_one_line(tmp_path):
