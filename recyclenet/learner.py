@@ -62,7 +62,7 @@ def recyclenet_learner(dls, arch='efficientnet_lite0', attention=None, pretraine
 
 # %% ../nbs/02_training.ipynb #a41f67c8
 class AttentionCallback(Callback):
-    "Record attention maps on validation batches: the last batch's maps and per-epoch statistics."
+    "Record attention maps on validation batches: the last batch's maps and images, and per-epoch statistics."
     order, run_train = 60, False
     def __init__(self): self.history, self.hooks, self.maps = [], None, {}
     def before_fit(self):
@@ -78,7 +78,7 @@ class AttentionCallback(Callback):
             self.maps[key].append(out)
             s = self.sums.setdefault(key, [0., 0., 0])
             s[0] += out.mean().item()*len(out); s[1] += out.flatten(1).std(1).sum().item(); s[2] += len(out)
-        self.xb = self.learn.xb[0].detach().cpu()
+        self.images = self.learn.xb[0].detach().cpu()
     def after_validate(self):
         row = {'epoch': self.epoch}
         for k, (m, sd, n) in self.sums.items(): row.update({f'{k}_mean': m/n, f'{k}_spread': sd/n})
@@ -520,7 +520,7 @@ def show_attention(learn, n=8, ncols=4, alpha=0.5, cmap='magma', figsize=None):
     if cb is None or cb.spatial is None:
         raise ValueError("This model records no spatial attention (it needs attention='ours' or 'cbam'); "
                          "validate first, or use Grad-CAM from the interpretation chapter.")
-    imgs = learn.dls.decode((cb.xb,))[0]
+    imgs = learn.dls.decode((cb.images,))[0]
     n = min(n, len(imgs)); nrows = -(-n//ncols)
     fig, axs = plt.subplots(nrows, ncols, figsize=figsize or (3*ncols, 3*nrows), squeeze=False)
     for i, ax in enumerate(axs.flat):

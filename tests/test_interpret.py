@@ -87,7 +87,7 @@ def test_attention_maps_are_the_callbacks(runs):
     att = runs[1]
     att.validate()
     cb = att.attention
-    torch.testing.assert_close(attention_maps(att.model, cb.xb), cb.spatial[:, 0])
+    torch.testing.assert_close(attention_maps(att.model, cb.images), cb.spatial[:, 0])
 
 
 def test_gradcam_is_the_class_activation_map_for_a_linear_head(runs):
