@@ -82,6 +82,7 @@ def train(
     views:int=12,            # With --recipe cached or probe: augmented views of each training photo to cache
     mix:str='cutmix',        # cutmix, mixup or none: train on blended photos (fastai's CutMix / MixUp callbacks)
     body_lr:float=None,      # The pretrained backbone's share of --lr (default: 0.01 in one-cycle's unfrozen stage, 1 in cached)
+    keep:str='last',         # Weights to end with: last (the final epoch's, as fastai) or best (best validation accuracy)
     scratch:bool=False,      # Train from scratch instead of from ImageNet weights
     weights:str=None,        # Local ImageNet weights file for the backbone (offline)
     kind:str='cs',           # Attention gates (ours): c, s or cs
@@ -100,7 +101,7 @@ def train(
     lr = parse_lr(lr) if lr else None if recipe == 'paper' else 2e-3
     return train_model(_data_arg(data), arch, none(attention), epochs, freeze_epochs, lr, parse_size(size), bs, none(aug),
                        recipe, not scratch, weights, kind, combine, label_smoothing, seed, out, resume, split=split, resize=resize,
-                       distributed=distributed, views=views, mix=none(mix), body_lr=body_lr)
+                       distributed=distributed, views=views, mix=none(mix), body_lr=body_lr, keep=keep)
 
 @command
 @call_parse

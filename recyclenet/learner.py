@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np, pandas as pd, torch, torch.nn as nn
 from fastcore.all import L
-from .data import CLASSES, trashnet_dls, get_trashnet
+from .data import CLASSES, trashnet_dls, get_trashnet, verify_images, _as_split_df
 from .models import recyclenet_model, ChannelGate, SpatialGate, AttentionModule, RecycleNet, BLOCK_ATTENTION
 from fastai.vision.all import (Learner, DataLoaders, Callback, CancelFitException, Normalize, accuracy, error_rate, Adam, SGD,
                                CrossEntropyLossFlat, LabelSmoothingCrossEntropyFlat, ParamScheduler, set_seed,
@@ -179,8 +179,9 @@ def mix_callbacks(mix) -> list:
     return [MixUp() if mix == 'mixup' else CutMix()]
 
 def fit_recyclenet(learn, epochs=5, lr=None, freeze_epochs=1, recipe='one-cycle', ckpt_dir=None, resume=False, views=8,
-                   mix=None, body_lr=None) -> Learner:
-    "Transfer learning with one-cycle (head first, then all layers), on cached features, a probe, or the paper's recipe; checkpointed and resumable."
+                   mix=None, body_lr=None, keep='last') -> Learner:
+    "Transfer learning with one-cycle (head first, then all layers), on cached features, a probe, or the paper's recipe; checkpointed and resumable; ends with the `keep`='last' epoch's weights or the 'best' on validation."
+    if keep not in ('last', 'best'): raise ValueError(f"keep={keep!r}: use 'last' (the final epoch's weights) or 'best' (best validation accuracy).")
     if epochs < 0 or freeze_epochs < 0: raise ValueError(f"epochs={epochs}, freeze_epochs={freeze_epochs}: they cannot be negative.")
     if lr is not None and not (0 < lr <= 10): raise ValueError(f"lr={lr} is not a usable learning rate: use a value in (0, 10], e.g. 1e-3.")
     pretrained = learn.config.get('pretrained', True)
@@ -212,7 +213,7 @@ def fit_recyclenet(learn, epochs=5, lr=None, freeze_epochs=1, recipe='one-cycle'
         body_lr, mix = ck['config'].get('body_lr'), ck['config'].get('mix')   # and its own mixing
         print(f'resuming after {ck["stage"]} epoch {ck["epoch"]} (best {best:.4f})')
     if lr is None and any(n for _, n in stages): lr = 2e-4 if recipe == 'paper' else suggest_lr(fitter, show_plot=False)
-    learn.config.update(lr=lr, recipe=recipe, **({'views': views} if recipe == 'cached' else {}),
+    learn.config.update(lr=lr, recipe=recipe, keep=keep, **({'views': views} if recipe == 'cached' else {}),
                         **({'mix': mix} if mix else {}), **({'body_lr': body_lr} if body_lr else {}))
     trained = resume
     for stage, n in stages:
@@ -228,7 +229,7 @@ def fit_recyclenet(learn, epochs=5, lr=None, freeze_epochs=1, recipe='one-cycle'
         else: learn.fit(n, lr, cbs=[*cbs, ParamScheduler({'lr': step_schedule(lr, n)})], start_epoch=start)   # the paper's
         history, best, start, trained = ckpt.history, ckpt.best, 0, True
     if num_distrib() > 1: distrib_barrier()                         # (rank 0 writes the checkpoints)
-    if trained and (ckpt_dir/'best.pth').exists(): learn.model.load_state_dict(torch.load(ckpt_dir/'best.pth', weights_only=True)['model'])
+    if trained and keep == 'best' and (ckpt_dir/'best.pth').exists(): learn.model.load_state_dict(torch.load(ckpt_dir/'best.pth', weights_only=True)['model'])
     learn.history = pd.DataFrame(history)
     return learn
 
@@ -448,7 +449,7 @@ def _broadcast_lr(lr) -> float:
 def train(data='sample', arch='efficientnet_lite0', attention=None, epochs=5, freeze_epochs=1, lr=None, size=224,
           bs=32, aug='mid', recipe='one-cycle', pretrained=True, weights=None, kind='cs', combine='sum',
           label_smoothing=0., seed=42, out='runs/recyclenet', resume=False, split='official', pct=(.7, .13, .17),
-          resize='crop', classes=None, export=True, distributed=False, views=8, mix=None, body_lr=None) -> Learner:
+          resize='crop', classes=None, export=True, distributed=False, views=8, mix=None, body_lr=None, keep='last') -> Learner:
     "Train and test a RecycleNet model on TrashNet (or any class-folder dataset); write checkpoints and `model.pth` to `out`."
     import json
     t0, out, classes = time.time(), Path(out), list(classes or CLASSES)
@@ -460,9 +461,12 @@ def train(data='sample', arch='efficientnet_lite0', attention=None, epochs=5, fr
     if world > 1 and recipe in ('cached', 'probe'): raise ValueError(f"recipe={recipe!r} trains in one process: drop --distributed, or use recipe='one-cycle'.")
     if not isinstance(split, str): raise ValueError(f"split must be 'official' or 'random' (with `pct`), not {type(split).__name__}.")
     extra_augs = None
-    if aug == 'webcam':                                             # the preset + shifts a webcam sees (chapter 6)
-        from recyclenet.robust import webcam_augs
-        aug, extra_augs = 'mid', webcam_augs()
+    if aug == 'webcam':                                             # the preset + shifts a webcam sees (chapter 6),
+        from recyclenet.robust import webcam_augs                   # with objects of training photos strewn behind
+        df = _as_split_df(path, split, seed, pct)
+        photos = df.file[df.split == 'train']
+        photos = photos[~photos.isin(verify_images(photos).file)]   # (trashnet_dls reports the unreadable ones)
+        aug, extra_augs = 'mid', webcam_augs(clutter=tuple(photos))
     dls = trashnet_dls(path, split=split, size=size, bs=bs, aug=aug, resize=resize, seed=seed, classes=classes, pct=pct,
                        extra_augs=extra_augs)
     learn = recyclenet_learner(dls, arch, attention, pretrained, weights, kind, combine, label_smoothing=label_smoothing,
@@ -473,7 +477,7 @@ def train(data='sample', arch='efficientnet_lite0', attention=None, epochs=5, fr
     cuda = torch.cuda.is_available()
     if world > 1 and not rank: print(f'data-parallel training in {world} processes ({torch.distributed.get_backend()}), batches of {bs} each')
     with learn.distrib_ctx(sync_bn=cuda, cpu=not cuda) if world > 1 else contextlib.nullcontext():
-        fit_recyclenet(learn, epochs, lr, freeze_epochs, recipe, out/'checkpoints', resume, views, mix, body_lr)
+        fit_recyclenet(learn, epochs, lr, freeze_epochs, recipe, out/'checkpoints', resume, views, mix, body_lr, keep)
     res = dict(valid=evaluate(learn, 1), test=evaluate(learn, 2) if len(dls.loaders) > 2 else None,
                train_seconds=round(time.time() - t0, 1), n_train=len(dls.train_ds),
                skipped=dls.skipped.to_dict('records'))            # unreadable photos left out, with the reason

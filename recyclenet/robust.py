@@ -19,8 +19,8 @@ __all__ = ['SCENES', 'PROCEDURAL', 'TRAIN_SCENES', 'SKIN_TONES', 'SHIFTS', 'SUIT
            'segment_object', 'scene', 'background', 'small_offcentre', 'colour_cast', 'low_light', 'motion_blur',
            'defocus_blur', 'jpeg', 'rotate_perspective', 'hand_mask', 'hand', 'apply_shift', 'shift_seed',
            'show_shifts', 'as_classifier', 'eval_images', 'shifted_pixels', 'accuracy_table', 'robustness_report',
-           'summarise', 'plot_robustness', 'wise_ft', 'wise_ft_sweep', 'plot_wise_ft', 'BackgroundSwap', 'occlude',
-           'Occluder', 'webcam_augs']
+           'summarise', 'plot_robustness', 'wise_ft', 'wise_ft_sweep', 'plot_wise_ft', 'BackgroundSwap', 'cutout',
+           'strew', 'occlude', 'Occluder', 'webcam_augs']
 
 # %% ../nbs/06_robustness.ipynb #3ef2b595
 def _work_scale(img, max_side=256):
@@ -206,13 +206,14 @@ def _soft(mask, sigma) -> np.ndarray:
     return cv2.GaussianBlur(mask.astype(np.float32), (0, 0), max(sigma, 0.1))[..., None]
 
 # %% ../nbs/06_robustness.ipynb #e4650ec1
-def background(img, severity=3, seed=0, mask=None, scenes=SCENES) -> np.ndarray:
-    "Replace the board around the object with a random scene (wood, tiles, brick, grass, a photo...), more of it at higher `severity`."
+def background(img, severity=3, seed=0, mask=None, scenes=SCENES, clutter=()) -> np.ndarray:
+    "Replace the board around the object with a random scene (wood, tiles, brick, grass, a photo...), more of it at higher `severity`; `strew` objects cut from the `clutter` photos over it."
     a = _level([0.4, 0.6, 0.8, 0.9, 1.0], severity)
     rng = np.random.default_rng(seed)
     h, w = img.shape[:2]
     mask = segment_object(img) if mask is None else mask
-    bg = scene(scenes[rng.integers(len(scenes))], h, w, seed=rng.integers(2**31)).astype(np.float32)
+    bg = scene(scenes[rng.integers(len(scenes))], h, w, seed=rng.integers(2**31))
+    bg = (strew(bg, clutter, seed=rng.integers(2**31)) if len(clutter) else bg).astype(np.float32)
     alpha = _soft(mask, 0.01*min(h, w))
     im = img.astype(np.float32)
     return _u8(alpha*im + (1 - alpha)*((1 - a)*im + a*bg))
@@ -522,14 +523,48 @@ def plot_wise_ft(df, ax=None):
 
 # %% ../nbs/06_robustness.ipynb #0fa965b4
 class BackgroundSwap(A.ImageOnlyTransform):
-    "albumentations transform: put the segmented object on a random scene (`background` shift), randomness from albumentations' generator."
-    def __init__(self, severity=(1, 5), scenes=SCENES, p=0.3):
+    "albumentations transform: put the segmented object on a random scene (`background` shift), on half the swaps with objects cut from `clutter` photos strewn over it."
+    def __init__(self, severity=(1, 5), scenes=SCENES, clutter=(), p=0.3):
         super().__init__(p=p)
-        self.severity, self.scenes = (severity, severity) if isinstance(severity, int) else tuple(severity), tuple(scenes)
+        self.severity, self.scenes, self.clutter = (severity, severity) if isinstance(severity, int) else tuple(severity), tuple(scenes), tuple(clutter)
     def get_params(self):
-        return dict(severity=int(self.py_random.randint(*self.severity)), seed=int(self.random_generator.integers(2**31)))
-    def apply(self, img, severity=3, seed=0, **params): return background(img, severity, seed, scenes=self.scenes)
-    def get_transform_init_args_names(self): return ('severity', 'scenes')
+        return dict(severity=int(self.py_random.randint(*self.severity)), seed=int(self.random_generator.integers(2**31)),
+                    strewn=self.py_random.random() < 0.5)
+    def apply(self, img, severity=3, seed=0, strewn=False, **params):
+        return background(img, severity, seed, scenes=self.scenes, clutter=self.clutter if strewn else ())
+    def get_transform_init_args_names(self): return ('severity', 'scenes', 'clutter')
+
+
+# %% ../nbs/06_robustness.ipynb #d5e1c0a2
+@lru_cache(maxsize=4096)
+def cutout(fn, side=192) -> tuple:
+    "The object of the photo `fn` cut off its board (`segment_object`), cropped to its box, at most `side` pixels on a side: (RGB, mask)."
+    img = read_image(fn, (side, side))
+    img.thumbnail((side, side))
+    img = np.asarray(img)
+    m = segment_object(img)
+    ys, xs = np.nonzero(m)
+    box = slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1)
+    return img[box], m[box]
+
+def strew(bg, photos, seed=0, n=(1, 3), scale=(0.2, 0.5)) -> np.ndarray:
+    "Other things on the table: `n` (low, high) objects `cutout` of random `photos`, each `scale` of the frame's side, turned and scattered over `bg`."
+    rng = np.random.default_rng(seed)
+    out, (h, w) = np.array(bg, np.float32), bg.shape[:2]
+    for _ in range(rng.integers(n[0], n[1] + 1)):
+        obj, m = cutout(photos[rng.integers(len(photos))])
+        k = int(rng.integers(4))
+        obj, m = np.rot90(obj, k), np.rot90(m, k)
+        s = rng.uniform(*scale)*min(h, w)/max(obj.shape[:2])
+        oh, ow = max(1, round(obj.shape[0]*s)), max(1, round(obj.shape[1]*s))
+        obj = cv2.resize(np.ascontiguousarray(obj), (ow, oh), interpolation=cv2.INTER_AREA).astype(np.float32)
+        alpha = _soft(cv2.resize(m.astype(np.uint8), (ow, oh), interpolation=cv2.INTER_NEAREST), 0.01*min(h, w))
+        i, j = int(rng.integers(-oh//2, h - oh//2)), int(rng.integers(-ow//2, w - ow//2))   # it may hang over an edge
+        (y0, y1), (x0, x1) = (max(i, 0), min(i + oh, h)), (max(j, 0), min(j + ow, w))
+        a, o = alpha[y0-i:y1-i, x0-j:x1-j], obj[y0-i:y1-i, x0-j:x1-j]
+        out[y0:y1, x0:x1] = a*o + (1 - a)*out[y0:y1, x0:x1]
+    return _u8(out)
+
 
 # %% ../nbs/06_robustness.ipynb #28e938b8
 def occlude(img, seed=0, width=(0.12, 0.3)) -> np.ndarray:
@@ -551,10 +586,10 @@ class Occluder(A.ImageOnlyTransform):
     def get_params(self): return dict(seed=int(self.random_generator.integers(2**31)))
     def apply(self, img, seed=0, **params): return occlude(img, seed)
 
-def webcam_augs(p=0.25, background=0.5) -> list:
-    "albumentations transforms that imitate a webcam in a kitchen, each applied with probability `p`, the background swap with `background` (none uses the suite's scenes)."
+def webcam_augs(p=0.25, background=0.5, clutter=()) -> list:
+    "albumentations transforms that imitate a webcam in a kitchen, each applied with probability `p`, the background swap with `background` (none uses the suite's scenes), half its swaps strewn with objects from the `clutter` photos."
     return [A.Affine(scale=(0.4, 1.), translate_percent=(-0.2, 0.2), fill=(235, 235, 235), p=p),
-            BackgroundSwap(scenes=TRAIN_SCENES + 2*PROCEDURAL, p=background),          # (the procedural scenes 3 times as often)
+            BackgroundSwap(scenes=TRAIN_SCENES + 2*PROCEDURAL, clutter=clutter, p=background),          # (the procedural scenes 3 times as often)
             Occluder(p=p),
             A.Sequential([A.MultiplicativeNoise(multiplier=(0.2, 0.7), p=1),           # dim light: a shorter exposure,
                           A.ShotNoise(scale_range=(0.001, 0.01), p=1),                 # fewer photons (Poisson noise),

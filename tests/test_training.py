@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest, torch
 
-from recyclenet.data import trashnet_dls, CLASSES
+from recyclenet.data import trashnet_dls, CLASSES, AlbumentationsTransform
+from recyclenet.robust import BackgroundSwap
 from recyclenet.learner import (train, recyclenet_learner, fit_recyclenet, load_model_file, evaluate_file, save_model_file,
                                 recyclenet_splitter, AttentionCallback)
 
@@ -67,7 +68,8 @@ def test_attention_callback_records_maps(trained):
 
 
 @pytest.mark.parametrize('bad,match', [(dict(epochs=-1), 'cannot be negative'), (dict(lr=-1e-3), 'not a usable learning rate'),
-                                       (dict(lr=1e6), 'not a usable learning rate'), (dict(recipe='adam'), "recipe='adam'")])
+                                       (dict(lr=1e6), 'not a usable learning rate'), (dict(recipe='adam'), "recipe='adam'"),
+                                       (dict(keep='first'), "use 'last'")])
 def test_bad_training_arguments(tmp_path, bad, match):
     dls = trashnet_dls('data/trashnet-sample/dataset-resized', size=32, bs=16)
     learn = recyclenet_learner(dls, 'resnet18', pretrained=False, path=tmp_path)
@@ -108,7 +110,19 @@ def test_cli_train_defaults_to_the_robust_recipe(tmp_path):
     r = cli('train', '--data', 'sample', '--epochs', '1', '--views', '2', '--size', '64', '--out', str(tmp_path))
     assert r.returncode == 0, r.stderr[-2000:]
     c = json.loads((tmp_path/'results.json').read_text())['config']
-    assert (c['recipe'], c['aug'], c['mix'], c['attention'], c['lr']) == ('cached', 'webcam', 'cutmix', 'ours', 2e-3), c
+    assert (c['recipe'], c['aug'], c['mix'], c['attention'], c['lr'], c['keep']) == ('cached', 'webcam', 'cutmix', 'ours', 2e-3, 'last'), c
+    last = torch.load(tmp_path/'checkpoints'/'last.pth', weights_only=True)['model']
+    kept = torch.load(tmp_path/'model.pth', map_location='cpu', weights_only=False)['model']
+    assert all(torch.equal(v, last[k]) for k, v in kept.items())           # model.pth holds the final epoch's weights
+
+
+def test_webcam_clutter_is_training_photos_only(tmp_path):
+    "The objects strewn behind a photo come from the training split: never a photo the model is validated or tested on."
+    learn = train('sample', epochs=0, freeze_epochs=0, size=32, bs=16, aug='webcam', pretrained=False, out=tmp_path, export=False)
+    tfm = next(t for t in learn.dls.train.after_item.fs if isinstance(t, AlbumentationsTransform))
+    swap = next(t for t in tfm.aug.transforms if isinstance(t, BackgroundSwap))
+    df = learn.dls.split_df
+    assert len(swap.clutter) and set(map(str, swap.clutter)) == set(map(str, df.file[df.split == 'train']))
 
 
 def test_cli_errors_are_one_line(tmp_path):
