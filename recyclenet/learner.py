@@ -460,14 +460,13 @@ def train(data='sample', arch='efficientnet_lite0', attention=None, epochs=5, fr
     with _rank0_first(world > 1): path = get_trashnet(data, classes=classes)   # (downloads once)
     if world > 1 and recipe in ('cached', 'probe'): raise ValueError(f"recipe={recipe!r} trains in one process: drop --distributed, or use recipe='one-cycle'.")
     if not isinstance(split, str): raise ValueError(f"split must be 'official' or 'random' (with `pct`), not {type(split).__name__}.")
-    extra_augs = None
+    extra_augs, df = None, _as_split_df(path, split, seed, pct)
     if aug == 'webcam':                                             # the preset + shifts a webcam sees (chapter 6),
         from recyclenet.robust import webcam_augs                   # with objects of training photos strewn behind
-        df = _as_split_df(path, split, seed, pct)
         photos = df.file[df.split == 'train']
         photos = photos[~photos.isin(verify_images(photos).file)]   # (trashnet_dls reports the unreadable ones)
         aug, extra_augs = 'mid', webcam_augs(clutter=tuple(photos))
-    dls = trashnet_dls(path, split=split, size=size, bs=bs, aug=aug, resize=resize, seed=seed, classes=classes, pct=pct,
+    dls = trashnet_dls(path, split=df, size=size, bs=bs, aug=aug, resize=resize, seed=seed, classes=classes, pct=pct,
                        extra_augs=extra_augs)
     learn = recyclenet_learner(dls, arch, attention, pretrained, weights, kind, combine, label_smoothing=label_smoothing,
                                path=out, opt_func=paper_sgd if recipe == 'paper' else Adam)
