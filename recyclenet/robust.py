@@ -533,6 +533,9 @@ class BackgroundSwap(A.ImageOnlyTransform):
     def apply(self, img, severity=3, seed=0, strewn=False, **params):
         return background(img, severity, seed, scenes=self.scenes, clutter=self.clutter if strewn else ())
     def get_transform_init_args_names(self): return ('severity', 'scenes', 'clutter')
+    def __repr__(self):                                             # (the clutter as a count: it can be thousands of paths)
+        args = dict(self.get_base_init_args(), severity=self.severity, scenes=self.scenes, clutter=f'{len(self.clutter)} photos')
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in args.items())})"
 
 
 # %% ../nbs/06_robustness.ipynb #d5e1c0a2
