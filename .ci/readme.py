@@ -4,7 +4,7 @@
 Runs the notebook with execnb, drops `#| hide` cells and nbdev directives, and writes markdown with each
 code cell followed by its plain-text output. `python .ci/readme.py --check` exits 1 if README.md is stale.
 """
-import re, sys
+import os, re, sys
 from pathlib import Path
 from execnb.nbio import read_nb
 from execnb.shell import CaptureShell
@@ -20,8 +20,10 @@ def _out_text(cell):
     return ''.join(parts).rstrip()
 
 def render(nb_path=root/'nbs'/'index.ipynb'):
-    nb = read_nb(nb_path)
-    CaptureShell(path=nb_path.parent).run_all(nb, exc_stop=True)
+    nb, cwd = read_nb(nb_path), os.getcwd()
+    os.chdir(nb_path.parent)                             # (as nbdev_test runs it: relative paths from nbs/)
+    try: CaptureShell(path=nb_path.parent).run_all(nb, exc_stop=True)
+    finally: os.chdir(cwd)
     md = []
     for c in nb.cells:
         src = ''.join(c.source)

@@ -367,10 +367,11 @@ def report(results=RESULTS) -> dict:
         (results/'gpu_ablation_summary.md').write_text(s.to_markdown(index=False) + '\n')
     if (results/'gpu_curves.csv').exists():
         c = pd.read_csv(results/'gpu_curves.csv')
-        fig, axs = plt.subplots(1, 2, figsize=(12, 4))
-        for ax, pre, title in zip(axs, ('lite', 'resnet18'), ('fine-tune candidates (valid)', 'ResNet18 from scratch (valid)')):
-            for n, g in c[c.name.str.startswith(pre)].groupby('name'):
-                ax.plot(g.epoch + 1, 100*g.valid_acc, label=n, lw=1)
+        panels = [(p, t) for p, t in (('lite', 'fine-tune candidates'), ('resnet18', 'ResNet18 from scratch'))
+                  if c.name.str.startswith(p).any()]
+        fig, axs = plt.subplots(1, len(panels), figsize=(6*len(panels), 4), squeeze=False)
+        for ax, (pre, title) in zip(axs[0], panels):
+            for n, g in c[c.name.str.startswith(pre)].groupby('name'): ax.plot(g.epoch + 1, 100*g.valid_acc, label=n, lw=1)
             ax.set(title=title, xlabel='epoch', ylabel='valid accuracy (%)'); ax.legend(fontsize=6, ncol=2)
         fig.tight_layout(); fig.savefig(results/'gpu_curves.png', dpi=90); plt.close(fig)
     return made
