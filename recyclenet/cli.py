@@ -4,24 +4,20 @@
 
 # %% ../nbs/08_cli.ipynb #4854574e
 from __future__ import annotations
-import os, sys
+import contextlib, io, os, re, sys
 from pathlib import Path
 
-import pandas as pd
 from fastcore.script import call_parse, anno_parser, Param
-
-from .data import get_trashnet, official_split, stratified_split, split_counts, audit, audit_summary
-from .learner import train as train_model, evaluate_file
-from .inference import load_classifier, predict_paths, export_onnx, fit_folder as fit_folder_model
-from .interpret import write_report
-from .robust import robustness_report, plot_robustness, summarise, SHIFTS
+import recyclenet                                    # (the commands import torch, fastai and the chapters when they run:
+                                                     #  `--help`, `--version` and a bad option answer at once)
 
 if __name__ == '__main__' and Path(globals().get('__file__', '')).stem == 'cli':   # `python -m recyclenet.cli` (torchrun, accelerate):
     from recyclenet.cli import main; sys.exit(main())                            # run the imported module, not this script copy
 
 # %% auto #0
-__all__ = ['COMMANDS', 'command', 'parse_size', 'parse_lr', 'data', 'train', 'eval_', 'predict', 'export', 'fit_folder', 'report',
-           'robustness', 'main']
+__all__ = ['COMMANDS', 'DATA_HELP', 'SPLITS', 'SHIFT_NAMES', 'command', 'one_of', 'parse_size', 'parse_lr', 'data', 'train',
+           'write_run_reports', 'eval_', 'predict', 'export', 'fit_folder', 'report', 'robustness', 'dashed', 'parser',
+           'undashed', 'main']
 
 # %% ../nbs/08_cli.ipynb #d38c9aeb
 COMMANDS = {}
@@ -32,6 +28,15 @@ def command(f):
     return f
 
 def _data_arg(data): return data or os.environ.get('RECYCLENET_DATA') or 'sample'
+
+def one_of(help, *choices) -> Param:
+    "A string option that must be one of `choices` (checked before any work starts, the allowed values in the message)."
+    return Param(help, str, choices=list(choices))
+
+DATA_HELP = "TrashNet folder, zip or zip URL, or 'sample' (default: $RECYCLENET_DATA, else 'sample')"
+SPLITS = ('train', 'valid', 'test')
+SHIFT_NAMES = ('background', 'small_offcentre', 'colour_cast', 'low_light', 'motion_blur', 'defocus_blur', 'jpeg',
+               'rotate_perspective', 'hand')   # (the robustness chapter's SHIFTS, named here so --help needs no torch)
 
 def parse_size(s) -> int | tuple:
     "'224' -> 224; '240x320' -> (240, 320) (height x width)."
@@ -50,12 +55,13 @@ def parse_lr(s) -> float | None:
 @command
 @call_parse
 def data(
-    data:str=None,       # TrashNet folder or zip; 'sample' for the bundled sample (default: $RECYCLENET_DATA, else 'sample')
-    split:str='official',  # 'official' (the paper's split files) or 'random' (seeded, stratified 70/13/17)
+    data:str=None,       # TrashNet folder, zip or zip URL, or 'sample' (default: $RECYCLENET_DATA, else 'sample')
+    split:one_of("official (the paper's split files) or random (seeded, stratified 70/13/17)", 'official', 'random')='official',
     seed:int=42,         # Seed of the random split
     audit_csv:str=None,  # Write the per-file audit table to this CSV
 ):
     "Print the per-class split of a TrashNet copy and an audit of its images (unreadable, odd, duplicated, leaking)."
+    from recyclenet.data import get_trashnet, official_split, stratified_split, split_counts, audit, audit_summary
     path = get_trashnet(_data_arg(data))
     df = official_split(path, verbose=False) if split == 'official' else stratified_split(path, seed=seed, verbose=False)
     print(f'{path}\n\n{split} split, images per class:\n{split_counts(df).to_string()}\n')
@@ -68,51 +74,75 @@ def data(
 @command
 @call_parse
 def train(
-    data:str=None,           # TrashNet folder or zip, or 'sample' (default: $RECYCLENET_DATA, else 'sample')
+    data:str=None,           # TrashNet folder, zip or zip URL, or 'sample' (default: $RECYCLENET_DATA, else 'sample')
     arch:str='efficientnet_lite0',  # resnet18/34/50/101/152, mobilenet_v2, efficientnet_lite0/2, or timm:<name>
-    attention:str='ours',    # ours (RecycleNet), se, cbam or none
-    epochs:int=None,         # Epochs training (after --freeze_epochs with the backbone frozen); default 30 with the cached recipe, else 5
+    attention:one_of('ours (RecycleNet), se, cbam or none', 'ours', 'se', 'cbam', 'none')='ours',
+    epochs:int=None,         # Epochs training (after --freeze-epochs with the backbone frozen); default 30 with the cached recipe, else 5
     freeze_epochs:int=1,     # Epochs training only the new layers first (pretrained models)
     lr:str=None,             # Learning rate (default 2e-3, fastai fine_tune's; the paper recipe's 2e-4), or 'auto' for lr_find's suggestion
     size:str='224',          # Input size in pixels: 224 (a square) or HxW, e.g. 240x320
-    resize:str='crop',       # crop (centre crop to the input's shape) or squish (whole photo)
+    resize:one_of('crop (centre crop to the input shape) or squish (whole photo)', 'crop', 'squish')='crop',
     bs:int=64,               # Batch size
-    aug:str='webcam',        # albumentations preset: webcam (mid + shifts a webcam sees), low, mid, high or none
-    recipe:str=None,         # cached (later stages on cached features: many epochs on a CPU; the default), one-cycle (fastai; the default with --scratch or --distributed), probe (the head alone, a logistic regression on frozen features), or paper (SGD, lr 2e-4, x0.1 every 40 epochs)
+    aug:one_of('albumentations preset: webcam (mid + shifts a webcam sees), low, mid, high or none',
+               'webcam', 'low', 'mid', 'high', 'none')='webcam',
+    recipe:one_of('cached (later stages on cached features: many epochs on a CPU; the default), one-cycle (fastai; the '
+                  'default with --scratch or --distributed), probe (the head alone, a logistic regression on frozen '
+                  'features), or paper (SGD, lr 2e-4, x0.1 every 40 epochs)', 'cached', 'one-cycle', 'probe', 'paper')=None,
     views:int=12,            # With --recipe cached or probe: augmented views of each training photo to cache
-    mix:str='cutmix',        # cutmix, mixup or none: train on blended photos (fastai's CutMix / MixUp callbacks)
+    mix:one_of("cutmix, mixup or none: train on blended photos (fastai's CutMix / MixUp; not with --recipe probe)",
+               'cutmix', 'mixup', 'none')=None,
     body_lr:float=None,      # The pretrained backbone's share of --lr (default: 0.01 in one-cycle's unfrozen stage, 1 in cached)
-    keep:str='last',         # Weights to end with: last (the final epoch's, as fastai) or best (best validation accuracy)
+    keep:one_of("weights to end with: last (the final epoch's, as fastai) or best (best validation accuracy)", 'last', 'best')='last',
     scratch:bool=False,      # Train from scratch instead of from ImageNet weights
     weights:str=None,        # Local ImageNet weights file for the backbone (offline)
-    kind:str='cs',           # Attention gates (ours): c, s or cs
-    combine:str='sum',       # How ours combines the gates: sum, mul or max
+    kind:one_of('attention gates (ours): c, s or cs', 'c', 's', 'cs')='cs',
+    combine:one_of('how ours combines the gates: sum, mul or max', 'sum', 'mul', 'max')='sum',
     label_smoothing:float=0.1,  # Label smoothing of the cross-entropy loss
     seed:int=42,             # Random seed (split, order, augmentation, initialisation)
-    out:str='runs/recyclenet',  # Output folder: checkpoints/, model.pth, export.pkl, results.json
+    out:str='runs/recyclenet',  # Run folder (runs/recyclenet2, 3, ... if it holds a run): model.pth, model.md, results.*, checkpoints/, valid/, test/
+    name:str=None,           # Name the run folder runs/NAME instead of --out
+    exist_ok:bool=False,     # Write into the run folder even if it holds a run
+    export_pkl:bool=False,   # Also write fastai's export.pkl (a pickle: loading it runs code)
     resume:bool=False,       # Continue from out/checkpoints/last.pth
-    split:str='official',    # official (the paper's split files) or random (seeded, stratified 70/13/17)
+    split:one_of("official (the paper's split files) or random (seeded, stratified 70/13/17)", 'official', 'random')='official',
     distributed:bool=False,  # Data-parallel in the processes torchrun or `accelerate launch` start (--bs is per process)
 ):
-    "Train a RecycleNet model (by default with the recipe the robustness chapter picked), then test it; print accuracy as correct/total."
+    "Train a RecycleNet model (by default with the recipe the robustness chapter picked), test it, and report on it in its run folder."
     none = lambda v: None if v in (None, 'none', 'None') else v
     recipe = recipe or ('one-cycle' if scratch or distributed else 'cached')     # (cached needs pretrained weights and one process)
     if epochs is None: epochs = 30 if recipe == 'cached' else 5
+    if mix is None: mix = 'none' if recipe == 'probe' else 'cutmix'               # (a probe blends nothing)
     lr = parse_lr(lr) if lr else None if recipe == 'paper' else 2e-3
-    return train_model(_data_arg(data), arch, none(attention), epochs, freeze_epochs, lr, parse_size(size), bs, none(aug),
-                       recipe, not scratch, weights, kind, combine, label_smoothing, seed, out, resume, split=split, resize=resize,
-                       distributed=distributed, views=views, mix=none(mix), body_lr=body_lr, keep=keep)
+    out = Path('runs')/name if name else Path(out)
+    print(f"recyclenet train: {arch}{'' if none(attention) is None else ' + ' + attention}, recipe {recipe}, {epochs} epochs, "
+          f"data {_data_arg(data)} (loading PyTorch and fastai)", flush=True)
+    from recyclenet.learner import train as train_model
+    learn = train_model(_data_arg(data), arch, none(attention), epochs, freeze_epochs, lr, parse_size(size), bs, none(aug),
+                        recipe, not scratch, weights, kind, combine, label_smoothing, seed, out, resume, split=split,
+                        resize=resize, distributed=distributed, views=views, mix=none(mix), body_lr=body_lr, keep=keep,
+                        exist_ok=exist_ok, export=export_pkl)
+    from fastai.vision.all import rank_distrib
+    if not rank_distrib(): write_run_reports(learn.path, _data_arg(data))
+    return learn
+
+def write_run_reports(run, data):
+    "The interpretation report (confusion matrices, per-class table, most-confused photos) of the run's model on valid and test."
+    from recyclenet.interpret import write_report
+    for split in ('valid', 'test'):
+        with contextlib.redirect_stdout(io.StringIO()): write_report(Path(run)/'model.pth', data, split, Path(run)/split, force=True)
+    print(f'reports on the valid and test photos written to {run}/valid/ and {run}/test/')
 
 @command
 @call_parse
 def eval_(
     model:str,              # model.pth written by `recyclenet train`
-    data:str=None,          # TrashNet folder or zip, or 'sample' (default: $RECYCLENET_DATA, else 'sample')
-    split:str='test',       # train, valid or test
+    data:str=None,          # TrashNet folder, zip or zip URL, or 'sample' (default: $RECYCLENET_DATA, else 'sample')
+    split:one_of('train, valid or test', *SPLITS)='test',
     bs:int=64,              # Batch size
     tta:bool=False,         # Average each photo's prediction with its mirror image's
 ):
     "Evaluate a saved model on a split of TrashNet; print accuracy as correct/total."
+    from recyclenet.learner import evaluate_file
     return evaluate_file(model, _data_arg(data), split, bs, tta)
 
 # %% ../nbs/08_cli.ipynb #0e4d4751
@@ -122,11 +152,12 @@ def predict(
     paths:Param('Photos and/or folders of photos', str, nargs='+'),
     model:str='runs/recyclenet/model.pth',  # model.pth, or a .onnx export
     out:str=None,                   # Write the table to this CSV
-    backend:str='torch',            # torch or onnx
+    backend:one_of('torch or onnx', 'torch', 'onnx')='torch',
     tta:bool=False,                 # Average over each photo and its mirror image
     bs:int=32,                      # Batch size
 ):
     "Label photos (files or folders) with a trained model; print the labels or write a CSV with every class's probability."
+    from recyclenet.inference import load_classifier, predict_paths
     clf = load_classifier(model, backend=backend)
     df = predict_paths(clf, list(paths) if isinstance(paths, (list, tuple)) else [paths], out=out, bs=bs, tta=tta)
     if out: print(f'{len(df)} rows ({(df.error != "").sum()} unreadable) written to {out}')
@@ -141,10 +172,10 @@ def export(
     quantize:bool=False,            # Also quantise to int8 (static, calibrated on photos)
     check:str=None,                 # Folder of photos to check the export on (default: the bundled sample)
     calibrate:str=None,             # Folder of photos to calibrate int8 on, ideally 100-200 training photos (default: the bundled sample)
-    method:str='minmax',            # int8 calibration: minmax, percentile or entropy
+    method:one_of('int8 calibration: minmax, percentile or entropy', 'minmax', 'percentile', 'entropy')='minmax',
 ):
     "Export a trained model to ONNX (attention included) and print its largest difference from PyTorch on real photos."
-    from recyclenet.inference import expand_paths
+    from recyclenet.inference import expand_paths, export_onnx
     return export_onnx(model, onnx, quantize=quantize, check=expand_paths([check]) if check else None,
                        calibrate=calibrate, method=method)
 
@@ -157,12 +188,14 @@ def fit_folder(
     lr:str='auto',                  # Learning rate, or 'auto' (lr_find)
     size:str='224',                 # Input size: 224 or HxW
     bs:int=16,                      # Batch size
-    recipe:str='probe',             # probe (logistic regression on frozen features: best for a few dozen photos a class), cached or one-cycle
+    recipe:one_of('probe (logistic regression on frozen features: best for a few dozen photos a class), cached or '
+                  'one-cycle', 'probe', 'cached', 'one-cycle')='probe',
     views:int=8,                    # With --recipe probe or cached: augmented views of each training photo
     out:str='runs/fit-folder',      # Output folder (model.pth, ...)
     seed:int=42,                    # Seed of the 70/15/15 per-class split and of training
 ):
     "Train a classifier on your own class folders (class_name/*.jpg) and report accuracy on a held-out 15% of each."
+    from recyclenet.inference import fit_folder as fit_folder_model
     return fit_folder_model(path, arch, epochs=epochs, lr=parse_lr(lr), size=parse_size(size), bs=bs, recipe=recipe,
                             views=views, out=out, seed=seed)
 
@@ -171,34 +204,36 @@ def fit_folder(
 @call_parse
 def report(
     model:str,              # model.pth written by `recyclenet train`
-    data:str=None,          # TrashNet folder or zip, or 'sample' (default: $RECYCLENET_DATA, else 'sample')
-    split:str='test',       # train, valid or test
-    out:str='report',       # Output folder: confusion_matrix.png, per_class.csv, most_confused.png, report.md, report.json
+    data:str=None,          # TrashNet folder, zip or zip URL, or 'sample' (default: $RECYCLENET_DATA, else 'sample')
+    split:one_of('train, valid or test', *SPLITS)='test',
+    out:str=None,           # Output folder (default: the model's run folder, e.g. runs/recyclenet/test): confusion_matrix.png, per_class.csv, most_confused.png, report.md, report.json
     force:bool=False,       # Overwrite the report of another model, dataset or split in --out
     bs:int=64,              # Batch size
 ):
     "Write an interpretation report of a saved model: confusion matrix, per-class scores, most-confused photos, summary."
-    return write_report(model, _data_arg(data), split, out, force, bs)
+    from recyclenet.interpret import write_report
+    return write_report(model, _data_arg(data), split, out or Path(model).parent/split, force, bs)
 
 # %% ../nbs/08_cli.ipynb #8d751356
 @command
 @call_parse
 def robustness(
     model:str,              # model.pth written by `recyclenet train`, or a .onnx export
-    data:str=None,          # TrashNet folder or zip, or 'sample' (default: $RECYCLENET_DATA, else 'sample')
-    split:str='test',       # train, valid or test
-    out:str='robustness',   # Output folder: robustness.csv, robustness.png
-    shifts:str=None,        # Comma-separated shift names (default: all of them)
+    data:str=None,          # TrashNet folder, zip or zip URL, or 'sample' (default: $RECYCLENET_DATA, else 'sample')
+    split:one_of('train, valid or test', *SPLITS)='test',
+    out:str=None,           # Output folder (default: robustness/ in the model's run folder): robustness.csv, robustness.png
+    shifts:Param(f"comma-separated shift names (default: all): {', '.join(SHIFT_NAMES)}", str)=None,
     severity:int=None,      # 1 (mild) to 5 (harsh) for every shift (default: each shift's own, 3)
     seed:int=0,             # Seed of the shifts
-    backend:str='torch',    # torch or onnx
+    backend:one_of('torch or onnx', 'torch', 'onnx')='torch',
     bs:int=64,              # Batch size
 ):
     "Accuracy of a saved model on photos shifted as a real camera shifts them (background, size, light, blur, a hand...): CSV, plot, table."
     import matplotlib; matplotlib.use('Agg')
+    from recyclenet.robust import robustness_report, plot_robustness, summarise
     import matplotlib.pyplot as plt
     names = [s.strip() for s in shifts.split(',') if s.strip()] if shifts else None
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    out = Path(out or Path(model).parent/'robustness'); out.mkdir(parents=True, exist_ok=True)
     df = robustness_report(model, _data_arg(data), split, names, severity, seed, bs, backend, out=out/'robustness.csv')
     fig = plot_robustness(df, title=f'{Path(model).name}: accuracy under shifts ({df.total[0]} {split} photos)')
     fig.savefig(out/'robustness.png', dpi=120, bbox_inches='tight'); plt.close(fig)
@@ -209,16 +244,34 @@ def robustness(
 # %% ../nbs/08_cli.ipynb #5e6596b2
 def _usage() -> str:
     lines = [f'  {name:<12} {(f.__doc__ or "").splitlines()[0]}' for name, f in COMMANDS.items()]
-    return 'usage: recyclenet COMMAND [options]   (recyclenet COMMAND --help for its options)\n\ncommands:\n' + '\n'.join(lines)
+    return ('usage: recyclenet COMMAND [options]   (recyclenet COMMAND --help for its options; recyclenet --version)\n\n'
+            'commands:\n' + '\n'.join(lines))
+
+def dashed(text: str) -> str:
+    "Option names in `text` as the command line spells them: `--freeze_epochs` -> `--freeze-epochs`."
+    return re.sub(r'--([a-z0-9]+(?:_[a-z0-9]+)+)', lambda m: '--' + m[1].replace('_', '-'), text)
+
+def parser(f, prog):
+    "fastcore's parser of the command `f`, showing dashed options; `--freeze-epochs` and `--freeze_epochs` both work."
+    p = anno_parser(f, prog=prog)
+    help_, usage, error = p.format_help, p.format_usage, p.error
+    p.format_help, p.format_usage = lambda: dashed(help_()), lambda: dashed(usage())
+    p.error = lambda msg: error(dashed(msg))
+    return p
+
+def undashed(argv: list) -> list:
+    "Options spelled with dashes, as the parser knows them (with underscores); values are left alone."
+    return [re.sub(r'^--[a-z0-9-]+', lambda m: m[0][:2] + m[0][2:].replace('-', '_'), a) if a.startswith('--') else a for a in argv]
 
 def main(argv=None):
     "Entry point of the `recyclenet` console script: run `recyclenet COMMAND [options]`."
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ('-h', '--help'): print(_usage()); return 0
+    if argv[0] in ('-V', '--version'): print(f'recyclenet {recyclenet.__version__}'); return 0
     cmd, rest = argv[0], argv[1:]
     if cmd not in COMMANDS: print(f"recyclenet: unknown command {cmd!r}\n\n{_usage()}", file=sys.stderr); return 2
     f = COMMANDS[cmd]
-    args = vars(anno_parser(f, prog=f'recyclenet {cmd}').parse_args(rest))
+    args = vars(parser(f, prog=f'recyclenet {cmd}').parse_args(undashed(rest)))
     args.pop('pdb', None); args.pop('xtra', None)
     try: f(**args)
     except (OSError, ValueError, ConnectionError, RuntimeError, KeyError, ImportError) as e:   # OSError: a full disk, too

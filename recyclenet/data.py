@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #67d1fc94
 from __future__ import annotations
-import hashlib, io, os, random, shutil, warnings, zipfile
+import hashlib, io, os, random, shutil, time, warnings, zipfile
 from pathlib import Path
 
 import numpy as np, pandas as pd
@@ -15,12 +15,13 @@ from fastai.vision.all import (PILImage, ImageBlock, CategoryBlock, DataBlock, C
 import albumentations as A
 
 # %% auto #0
-__all__ = ['CLASSES', 'IMAGE_EXTS', 'TRASHNET_URL', 'TRASHNET_SHA256', 'SPLIT_NAMES', 'AUG_PROBS', 'pkg_path', 'sample_path',
-           'data_home', 'image_files', 'check_trashnet', 'sha256sum', 'check_sha256', 'unpack_zip', 'get_trashnet',
-           'to_rgb', 'load_rgb', 'RGBImage', 'exif_rotated', 'image_problem', 'verify_images', 'make_bad_images',
-           'split_files', 'read_split_file', 'split_counts', 'official_split', 'label_images', 'stratified_split',
-           'albumentations_preset', 'AlbumentationsTransform', 'drop_unreadable', 'input_size', 'TrainResize',
-           'trashnet_dls', 'plot_class_balance', 'show_augmentations', 'augment_offline', 'audit', 'audit_summary']
+__all__ = ['CLASSES', 'IMAGE_EXTS', 'TRASHNET_URL', 'TRASHNET_SHA256', 'PROGRESS_MIN', 'SPLIT_NAMES', 'AUG_PROBS', 'pkg_path',
+           'sample_path', 'data_home', 'image_files', 'check_trashnet', 'sha256sum', 'check_sha256', 'unpack_zip',
+           'get_trashnet', 'to_rgb', 'load_rgb', 'RGBImage', 'exif_rotated', 'image_problem', 'verify_images',
+           'progress', 'make_bad_images', 'split_files', 'read_split_file', 'split_counts', 'official_split',
+           'label_images', 'stratified_split', 'albumentations_preset', 'AlbumentationsTransform', 'drop_unreadable',
+           'input_size', 'TrainResize', 'trashnet_dls', 'plot_class_balance', 'show_augmentations', 'augment_offline',
+           'audit', 'audit_summary']
 
 # %% ../nbs/00_data.ipynb #a6f4bc56
 CLASSES = ['glass', 'paper', 'cardboard', 'plastic', 'metal', 'trash']
@@ -199,8 +200,22 @@ def image_problem(fn) -> str:
 
 def verify_images(files) -> pd.DataFrame:
     "A `DataFrame` (file, problem) of the `files` that cannot be read; empty if all are fine."
-    bad = [(str(f), p) for f in files if (p := image_problem(f))]
+    bad = [(str(f), p) for f in progress(list(files), 'checking photos') if (p := image_problem(f))]
     return pd.DataFrame(bad, columns=['file', 'problem'])
+
+# %% ../nbs/00_data.ipynb #77221253
+PROGRESS_MIN = 200   # loops shorter than this show no progress
+
+def progress(items, what='', total=None, every=0.1):
+    "Iterate `items` with a progress bar (terminal, notebook) or a flushed line every `every` of the way (a log)."
+    from fastprogress.fastprogress import progress_bar, printing
+    total = len(items) if total is None else total
+    if total < PROGRESS_MIN: yield from items; return
+    if printing(): yield from progress_bar(items, total=total, comment=what, leave=False); return
+    step, t0 = max(1, int(total*every)), time.time()
+    for i, o in enumerate(items, 1):
+        yield o
+        if i % step == 0 or i == total: print(f'{what}: {i}/{total} ({time.time() - t0:.0f} s)', flush=True)
 
 # %% ../nbs/00_data.ipynb #36a6a4a4
 def make_bad_images(folder, good) -> dict:
@@ -463,7 +478,6 @@ def _near_pairs(phash, dhash, max_dist) -> list:
 
 def audit(path, split='official', max_dist=4, outlier_ratio=1.5) -> pd.DataFrame:
     "One row per image under `path`: readability, mode, rotation, size outliers, duplicates and split leakage."
-    from fastprogress.fastprogress import progress_bar
     path = Path(path)
     df = label_images(path, [c for c in CLASSES if (path/c).is_dir()] or None)
     if split is not None:
@@ -471,7 +485,7 @@ def audit(path, split='official', max_dist=4, outlier_ratio=1.5) -> pd.DataFrame
         except FileNotFoundError: s = pd.DataFrame(columns=['file', 'split'])
         df = df.merge(s, on='file', how='left')
     else: df['split'] = None
-    facts = pd.DataFrame([_image_facts(f) for f in progress_bar(df.file, leave=False)])
+    facts = pd.DataFrame([_image_facts(f) for f in progress(list(df.file), 'auditing photos')])
     df = pd.concat([df.reset_index(drop=True), facts], axis=1)
     df['odd_mode'] = (df.problem == '') & (df['mode'] != 'RGB')
     ok = df.problem == ''

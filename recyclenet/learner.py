@@ -4,12 +4,12 @@
 
 # %% ../nbs/02_training.ipynb #06119446
 from __future__ import annotations
-import contextlib, os, random, time, warnings
+import contextlib, itertools, json, os, random, time, warnings
 from pathlib import Path
 
 import numpy as np, pandas as pd, torch, torch.nn as nn
 from fastcore.all import L
-from .data import CLASSES, trashnet_dls, get_trashnet, verify_images, _as_split_df
+from .data import CLASSES, trashnet_dls, get_trashnet, verify_images, split_files, sha256sum, progress, _as_split_df
 from .models import recyclenet_model, ChannelGate, SpatialGate, AttentionModule, RecycleNet, BLOCK_ATTENTION
 from fastai.vision.all import (Learner, DataLoaders, Callback, CancelFitException, Normalize, accuracy, error_rate, Adam, SGD,
                                CrossEntropyLossFlat, LabelSmoothingCrossEntropyFlat, ParamScheduler, set_seed,
@@ -18,11 +18,12 @@ from fastai.callback.channelslast import ChannelsLast
 from fastai.callback.fp16 import MixedPrecision
 
 # %% auto #0
-__all__ = ['recyclenet_splitter', 'RecycleLearner', 'add_normalize', 'recyclenet_learner', 'AttentionCallback', 'suggest_lr',
-           'atomic_save', 'CheckpointCallback', 'step_schedule', 'mix_callbacks', 'fit_recyclenet', 'paper_sgd',
-           'load_checkpoint', 'check_config', 'body_stages', 'trunk_depth', 'cache_features', 'CachedViews',
-           'FromStage', 'later_params', 'cached_learner', 'probe_weights', 'fit_probe', 'MirrorInput', 'evaluate',
-           'format_accuracy', 'save_model_file', 'load_model_file', 'setup_distributed', 'train', 'evaluate_file',
+__all__ = ['CPU_S_PER_CACHED_VIEW', 'CPU_S_PER_PHOTO_EPOCH', 'recyclenet_splitter', 'RecycleLearner', 'add_normalize',
+           'recyclenet_learner', 'AttentionCallback', 'suggest_lr', 'atomic_save', 'CheckpointCallback',
+           'step_schedule', 'mix_callbacks', 'fit_recyclenet', 'paper_sgd', 'load_checkpoint', 'check_config',
+           'body_stages', 'trunk_depth', 'cache_features', 'CachedViews', 'FromStage', 'later_params', 'cached_learner',
+           'probe_weights', 'fit_probe', 'MirrorInput', 'evaluate', 'format_accuracy', 'provenance', 'save_model_file',
+           'load_model_file', 'setup_distributed', 'run_dir', 'plot_history', 'model_card', 'train', 'evaluate_file',
            'attention_overlay', 'show_attention']
 
 # %% ../nbs/02_training.ipynb #7f8e98ae
@@ -291,9 +292,10 @@ def cache_features(trunk: nn.Module, dl, views=1) -> tuple[torch.Tensor, torch.T
     "The frozen `trunk`'s outputs (fp16) over `views` passes of `dl` (fresh augmentations each pass), and the targets."
     xs, ys = [], []
     trunk.eval()
+    batches = (b for _ in range(views) for b in dl)
     with torch.no_grad():
-        for _ in range(views):
-            for xb, yb in dl: xs.append(trunk(xb).half()); ys.append(yb)
+        for xb, yb in progress(batches, f'caching {views} view(s) of {len(dl.dataset)} photos, batches', views*len(dl)):
+            xs.append(trunk(xb).half()); ys.append(yb)
     return torch.cat(xs), torch.cat(ys)
 
 class CachedViews:
@@ -387,9 +389,20 @@ def evaluate(learn, ds_idx=2, tta=False) -> dict:
 def format_accuracy(r, split='test') -> str: return f"{split} accuracy: {r['correct']}/{r['total']} = {100*r['accuracy']:.2f}%"
 
 # %% ../nbs/02_training.ipynb #3f0354fb
+def provenance(path=None, split='official') -> dict:
+    "What a model file records of where it came from: package versions, date, and the checksums of the split files it used."
+    import fastai, recyclenet
+    from datetime import datetime
+    p = dict(versions=dict(recyclenet=recyclenet.__version__, torch=str(torch.__version__), fastai=fastai.__version__),
+             date=datetime.now().astimezone().isoformat(timespec='seconds'))
+    if path is not None and split == 'official':
+        p['split_sha256'] = {s: sha256sum(f) for s, f in split_files(path).items()}
+    return p
+
 def save_model_file(learn, fn, **meta) -> Path:
-    "Save `learn`'s model with its config (arch, classes, stats, ...) and `meta` (e.g. size, test accuracy) to `fn`."
-    return atomic_save(dict(model=learn.model.state_dict(), config=dict(learn.config, **meta), format='recyclenet-1'), fn)
+    "Save `learn`'s model with its config (arch, classes, stats, ...), `provenance()` and `meta` (e.g. size, test accuracy) to `fn`."
+    return atomic_save(dict(model=learn.model.state_dict(), config={**provenance(), **learn.config, **meta},
+                            format='recyclenet-1'), fn)
 
 def load_model_file(fn, device=None) -> RecycleNet:
     "Rebuild the `RecycleNet` saved by `save_model_file` in `fn` (safely, with no download), in eval mode."
@@ -445,14 +458,49 @@ def _broadcast_lr(lr) -> float:
     obj = [lr]; torch.distributed.broadcast_object_list(obj, src=0)
     return obj[0]
 
+# %% ../nbs/02_training.ipynb #8ee568d3
+CPU_S_PER_CACHED_VIEW, CPU_S_PER_PHOTO_EPOCH = 0.044, 0.017   # seconds on 2 cores: README command 1, 15.7 + 15 of 30.7 min
+
+def run_dir(out, exist_ok=False) -> Path:
+    "`out`, or `out2`, `out3`… if `out` holds an earlier run (model, results or checkpoints), unless `exist_ok`."
+    out = Path(out)
+    taken = lambda p: any((p/n).exists() for n in ('model.pth', 'results.json', 'checkpoints'))
+    if exist_ok or not taken(out): return out
+    return next(p for i in itertools.count(2) if not taken(p := out.with_name(f'{out.name}{i}')))
+
+def plot_history(history: pd.DataFrame):
+    "Loss (training, validation) and validation accuracy, epoch by epoch over every stage of a run."
+    import matplotlib.pyplot as plt
+    h = history.reset_index(drop=True)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
+    for col in ('train_loss', 'valid_loss'): a.plot(h.index + 1, h[col], label=col.replace('_', ' '))
+    b.plot(h.index + 1, 100*h['accuracy'], color='C2')
+    a.set(xlabel='epoch', ylabel='loss'); a.legend(); b.set(xlabel='epoch', ylabel='validation accuracy (%)')
+    for stage, g in h.groupby('stage', sort=False): b.axvline(g.index[0] + 0.5, color='grey', lw=0.5); b.text(g.index[0] + 1, b.get_ylim()[0], stage, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+def model_card(config: dict) -> str:
+    "A short markdown card of a model file's `config`: what the model is, its data, its scores per split, how to use it."
+    c = config
+    score = lambda s: f"{c[s]['correct']}/{c[s]['total']} = {100*c[s]['accuracy']:.1f}%" if c.get(s) else 'not measured'
+    return '\n'.join([f"# RecycleNet model: {c['arch']}" + (f" + {c['attention']} attention" if c.get('attention') else ''),
+        '', f"Classes: {', '.join(c['classes'])}. Input: {c.get('size')} px ({c.get('resize', 'crop')}), recipe {c.get('recipe')}, "
+        f"{'ImageNet weights' if c.get('pretrained') else 'from scratch'}, seed {c.get('seed')}.",
+        '', f"Data: `{c.get('data')}`, {c.get('split')} split" + (f" (split files sha256: " + ', '.join(
+            f"{s} {h[:12]}" for s, h in c['split_sha256'].items()) + ')' if c.get('split_sha256') else '') + '.',
+        '', f"Accuracy: validation {score('valid')}, test {score('test')}.",
+        '', 'Versions: ' + ', '.join(f'{k} {v}' for k, v in c.get('versions', {}).items()) + f". Written {c.get('date')}.",
+        '', "Use: `recyclenet predict PHOTOS --model model.pth`, or `recyclenet.inference.load_classifier('model.pth')`."]) + '\n'
+
 # %% ../nbs/02_training.ipynb #2631305c
 def train(data='sample', arch='efficientnet_lite0', attention=None, epochs=5, freeze_epochs=1, lr=None, size=224,
           bs=32, aug='mid', recipe='one-cycle', pretrained=True, weights=None, kind='cs', combine='sum',
           label_smoothing=0., seed=42, out='runs/recyclenet', resume=False, split='official', pct=(.7, .13, .17),
-          resize='crop', classes=None, export=True, distributed=False, views=8, mix=None, body_lr=None, keep='last') -> Learner:
-    "Train and test a RecycleNet model on TrashNet (or any class-folder dataset); write checkpoints and `model.pth` to `out`."
-    import json
-    t0, out, classes = time.time(), Path(out), list(classes or CLASSES)
+          resize='crop', classes=None, export=False, distributed=False, views=8, mix=None, body_lr=None, keep='last',
+          exist_ok=False) -> Learner:
+    "Train and test a RecycleNet model on TrashNet (or any class-folder dataset); write the run to `out` (or `out2`, ...)."
+    t0, out, classes = time.time(), Path(out) if resume else run_dir(out, exist_ok), list(classes or CLASSES)
     rank, world = setup_distributed() if distributed else (rank_distrib(), 1)
     if not distributed and num_distrib() > 1:
         warnings.warn(f"Started as {num_distrib()} processes but distributed=False: each trains alone. Pass --distributed.")
@@ -461,6 +509,12 @@ def train(data='sample', arch='efficientnet_lite0', attention=None, epochs=5, fr
     if world > 1 and recipe in ('cached', 'probe'): raise ValueError(f"recipe={recipe!r} trains in one process: drop --distributed, or use recipe='one-cycle'.")
     if not isinstance(split, str): raise ValueError(f"split must be 'official' or 'random' (with `pct`), not {type(split).__name__}.")
     extra_augs, df = None, _as_split_df(path, split, seed, pct)
+    n = df.split.value_counts()
+    est = (n.get('train', 0)*(views*CPU_S_PER_CACHED_VIEW + epochs*CPU_S_PER_PHOTO_EPOCH)/60 if recipe == 'cached' else None)
+    if not rank: print(f"{n.get('train', 0)} training, {n.get('valid', 0)} validation, {n.get('test', 0)} test photos; {arch}"
+                       f"{' + ' + attention if attention else ''}, recipe {recipe}" + (f' ({views} views)' if recipe in ('cached', 'probe') else '') +
+                       f", {epochs} epochs, on {default_device()}" + (f', about {est:.0f} min on 2 CPU cores' if est and
+                       default_device().type == 'cpu' else '') + f'; writing to {out}', flush=True)
     if aug == 'webcam':                                             # the preset + shifts a webcam sees (chapter 6),
         from recyclenet.robust import webcam_augs                   # with objects of training photos strewn behind
         photos = df.file[df.split == 'train']
@@ -483,11 +537,18 @@ def train(data='sample', arch='efficientnet_lite0', attention=None, epochs=5, fr
     learn.results = res
     if not rank:
         out.mkdir(parents=True, exist_ok=True)                      # (a probe writes no checkpoints before this)
-        save_model_file(learn, out/'model.pth', valid=res['valid'], test=res['test'])
+        save_model_file(learn, out/'model.pth', valid=res['valid'], test=res['test'], **provenance(path, split))
+        (out/'model.md').write_text(model_card(load_model_file(out/'model.pth', 'cpu').config))
         if export: learn.export(out.absolute()/'export.pkl')
         (out/'results.json').write_text(json.dumps(dict(config=learn.config, **res), indent=1, default=str))
+        h = getattr(learn, 'history', pd.DataFrame())
+        if len(h): h.to_csv(out/'results.csv', index=False)
+        if 'train_loss' in h:                                       # (a probe has no epochs: its table is of C values)
+            import matplotlib.pyplot as plt
+            fig = plot_history(h); fig.savefig(out/'results.png', dpi=100); plt.close(fig)
         print(format_accuracy(res['valid'], 'valid'))
         if res['test']: print(format_accuracy(res['test']))
+        print(f'run written to {out}/')
     if world > 1: distrib_barrier(); torch.distributed.destroy_process_group()
     return learn
 

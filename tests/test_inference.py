@@ -12,7 +12,7 @@ from recyclenet.inference import Classifier, load_classifier, predict_paths, exp
 @pytest.fixture(scope='module')
 def model_file(tmp_path_factory):
     out = tmp_path_factory.mktemp('inference')
-    train('sample', 'efficientnet_lite0', 'ours', epochs=2, lr=1e-2, size=64, bs=8, out=out)
+    train('sample', 'efficientnet_lite0', 'ours', epochs=2, lr=1e-2, size=64, bs=8, out=out, export=True)
     return out/'model.pth'
 
 

@@ -19,7 +19,7 @@ def trained(tmp_path_factory):
 
 def test_train_writes_everything(trained):
     out, learn = trained
-    assert {p.name for p in out.iterdir()} == {'checkpoints', 'model.pth', 'export.pkl', 'results.json'}
+    assert {p.name for p in out.iterdir()} == {'checkpoints', 'model.md', 'model.pth', 'results.csv', 'results.json', 'results.png'}
     res = json.loads((out/'results.json').read_text())
     assert res['test']['total'] == 12 and 0 <= res['test']['correct'] <= 12
     assert res['config']['arch'] == 'efficientnet_lite0' and res['config']['classes'] == CLASSES
