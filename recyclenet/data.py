@@ -204,14 +204,16 @@ def verify_images(files) -> pd.DataFrame:
     return pd.DataFrame(bad, columns=['file', 'problem'])
 
 # %% ../nbs/00_data.ipynb #77221253
-PROGRESS_MIN = 200   # loops shorter than this show no progress
+PROGRESS_MIN = 200   # work on fewer photos than this shows no progress
 
-def progress(items, what='', total=None, every=0.1):
+def progress(items, what='', total=None, show=None, every=0.1):
     "Iterate `items` with a progress bar (terminal, notebook) or a flushed line every `every` of the way (a log)."
     from fastprogress.fastprogress import progress_bar, printing
     total = len(items) if total is None else total
-    if total < PROGRESS_MIN: yield from items; return
-    if printing(): yield from progress_bar(items, total=total, comment=what, leave=False); return
+    if not (total >= PROGRESS_MIN if show is None else show): yield from items; return
+    if printing():
+        bar = progress_bar(items, total=total, leave=False); bar.comment = what
+        yield from bar; return
     step, t0 = max(1, int(total*every)), time.time()
     for i, o in enumerate(items, 1):
         yield o

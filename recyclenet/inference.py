@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np, pandas as pd, torch
 from PIL import Image
-from .data import CLASSES, load_rgb, image_problem, input_size, image_files, get_trashnet
+from .data import CLASSES, PROGRESS_MIN, progress, load_rgb, image_problem, input_size, image_files, get_trashnet
 from .learner import load_model_file, train
 from fastai.vision.all import default_device
 
@@ -104,12 +104,13 @@ class Classifier:
 
     def predict_batch(self, items, bs=32, tta=False, workers=2, progress=True) -> pd.DataFrame:
         "Label many images (paths or other forms): a DataFrame of path, label, confidence, error and one column per class."
-        from fastprogress.fastprogress import progress_bar
+        from recyclenet.data import progress as progress_of
         items = list(items)
         rows, chunks = [], [items[i:i+bs] for i in range(0, len(items), bs)]
         with ThreadPoolExecutor(workers) as pool:
             pending = _prefetch(pool, lambda chunk: [self._load(o) for o in chunk], chunks, ahead=workers + 1)
-            for chunk, loaded in zip(chunks, progress_bar(pending, total=len(chunks), leave=False) if progress else pending):
+            for chunk, loaded in zip(chunks, progress_of(pending, f'labelling {len(items)} photos, batches', len(chunks),
+                                                         show=progress and len(items) >= PROGRESS_MIN)):
                 ok = [i for i, (x, _) in enumerate(loaded) if x is not None]
                 p = (self._tta if tta else self.probs)(np.stack([loaded[i][0] for i in ok])) if ok else []
                 pi = dict(zip(ok, p))
@@ -251,7 +252,7 @@ def export_onnx(model_file, out=None, quantize=False, check=None, calibrate=None
     if quantize:
         from onnxruntime.quantization import quantize_static, QuantFormat, QuantType, CalibrationMethod
         from onnxruntime.quantization.shape_inference import quant_pre_process
-        loaded = [torch_clf._load(f) for f in photos]
+        loaded = [torch_clf._load(f) for f in progress(photos, 'reading calibration photos')]
         cal = [x for x, _ in loaded if x is not None]
         if not cal: raise ValueError(f"None of the {len(photos)} calibration photos could be read (first: {photos[0]}: {loaded[0][1]}).")
         class Calibration(CalibrationDataReader):

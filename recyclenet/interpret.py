@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np, pandas as pd, torch
 from fastcore.all import patch, L
-from fastai.vision.all import ClassificationInterpretation, Learner, CrossEntropyLossFlat, hook_output
-from .data import get_trashnet, trashnet_dls, label_images, sha256sum
+from .data import get_trashnet, trashnet_dls, label_images, sha256sum   # (first: it quiets fastai's import)
 from .models import SpatialGate
 from .learner import load_model_file, add_normalize, format_accuracy, attention_overlay
+from fastai.vision.all import ClassificationInterpretation, Learner, CrossEntropyLossFlat, hook_output
 
 # %% auto #0
 __all__ = ['SPLITS', 'HEATMAPS', 'REPORT_FILES', 'split_dl', 'RecycleInterpretation', 'spatial_gate', 'attention_maps', 'gradcam',

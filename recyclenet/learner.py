@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np, pandas as pd, torch, torch.nn as nn
 from fastcore.all import L
-from .data import CLASSES, trashnet_dls, get_trashnet, verify_images, split_files, sha256sum, progress, _as_split_df
+from .data import (CLASSES, PROGRESS_MIN, trashnet_dls, get_trashnet, verify_images, split_files, sha256sum, progress,
+                             _as_split_df)
 from .models import recyclenet_model, ChannelGate, SpatialGate, AttentionModule, RecycleNet, BLOCK_ATTENTION
 from fastai.vision.all import (Learner, DataLoaders, Callback, CancelFitException, Normalize, accuracy, error_rate, Adam, SGD,
                                CrossEntropyLossFlat, LabelSmoothingCrossEntropyFlat, ParamScheduler, set_seed,
@@ -294,7 +295,8 @@ def cache_features(trunk: nn.Module, dl, views=1) -> tuple[torch.Tensor, torch.T
     trunk.eval()
     batches = (b for _ in range(views) for b in dl)
     with torch.no_grad():
-        for xb, yb in progress(batches, f'caching {views} view(s) of {len(dl.dataset)} photos, batches', views*len(dl)):
+        for xb, yb in progress(batches, f'caching {views} view(s) of {len(dl.dataset)} photos, batches', views*len(dl),
+                               show=views*len(dl.dataset) >= PROGRESS_MIN):
             xs.append(trunk(xb).half()); ys.append(yb)
     return torch.cat(xs), torch.cat(ys)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, cv2, torch
 import albumentations as A
 
-from .data import CLASSES, get_trashnet, official_split, stratified_split
+from .data import CLASSES, PROGRESS_MIN, get_trashnet, official_split, stratified_split
 from .inference import Classifier, load_classifier, read_image, to_input
 
 # %% auto #0
@@ -408,10 +408,10 @@ def _normalise(clf, x) -> np.ndarray:
 
 def shifted_pixels(clf, files, shifts=None, severity=None, seed=0, progress=True) -> dict:
     "{'clean': ..., shift: ...}: every photo in `files` (decoded once) under each shift, as model-ready (n, 3, h, w) uint8."
-    from fastprogress.fastprogress import progress_bar
-    shifts = _shift_list(shifts)
+    from recyclenet.data import progress as progress_of
+    shifts, files = _shift_list(shifts), list(files)
     out = {k: [] for k in ['clean', *shifts]}
-    for i, f in enumerate(progress_bar(list(files), leave=False) if progress else files):
+    for i, f in enumerate(progress_of(files, f'shifting photos {len(shifts)} ways', show=progress and len(files) >= PROGRESS_MIN)):
         img = np.asarray(read_image(f, clf.draft))
         mask = segment_object(img) if any(_takes_mask(s) for s in shifts.values()) else None
         out['clean'].append(_pixels(clf, img))
