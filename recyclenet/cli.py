@@ -121,8 +121,8 @@ def train(
                         recipe, not scratch, weights, kind, combine, label_smoothing, seed, out, resume, split=split,
                         resize=resize, distributed=distributed, views=views, mix=none(mix), body_lr=body_lr, keep=keep,
                         exist_ok=exist_ok, export=export_pkl)
-    from fastai.vision.all import rank_distrib
-    if not rank_distrib(): write_run_reports(learn.path, _data_arg(data))
+    if distributed: print(f'for the reports on its photos: recyclenet report {learn.path}/model.pth --split test (one process)')
+    else: write_run_reports(learn.path, _data_arg(data))
     return learn
 
 def write_run_reports(run, data):

@@ -85,7 +85,7 @@ def test_two_processes_train_like_one(tmp_path):
     assert 'data-parallel training in 2 processes (gloo), batches of 8 each' in r.stdout
     assert r.stdout.count('test accuracy: ') == 1                          # only rank 0 reports...
     assert sorted(p.name for p in two.iterdir()) == ['checkpoints', 'model.md', 'model.pth', 'results.csv', 'results.json',
-                                                     'results.png', 'test', 'valid']   # ...and writes
+                                                     'results.png']   # ...and writes (reports: one process)
     assert sorted(p.name for p in (two/'checkpoints').iterdir()) == ['best.pth', 'history.csv', 'last.pth']
     assert results(two)['config']['processes'] == 2 and results(one)['config']['processes'] == 1
     ck = torch.load(two/'checkpoints'/'last.pth', weights_only=True)
