@@ -214,10 +214,32 @@ def test_eval_warns_with_the_count_of_unreadable_files(dataset, trained_on_cases
     assert rc == 0 and out.strip().splitlines()[-1].startswith('test accuracy: ')
 
 
-def test_pil_decompression_bomb_limit_is_kept():
-    "No module of recyclenet lifts Pillow's guard against decompression bombs."
-    import recyclenet.cli, recyclenet.inference, recyclenet.interpret
+BOMB = r'^decompression bomb refused \(Image size \(400000000 pixels\) exceeds limit of 178956970 pixels'   # (2x MAX_IMAGE_PIXELS)
+
+def test_decompression_bomb_is_refused_under_pils_limit(sample, photo, trained_run, tmp_path, capsys, monkeypatch):
+    "With every module of recyclenet imported (none may lift Pillow's limit), a PNG claiming 400 Mpx is reported with its reason and left out."
+    import recyclenet.cli, recyclenet.inference, recyclenet.interpret, recyclenet.robust, recyclenet.webcam, recyclenet.bench
     assert Image.MAX_IMAGE_PIXELS == PIL_LIMIT
+    d = copy_sample(sample, tmp_path)
+    good = image_files(d/'glass')[0]
+    bomb = bomb_png(d/'glass', photo)
+    with pytest.raises(Image.DecompressionBombError, match='could be decompression bomb'): load_rgb(bomb)
+    rc, out, _ = cli(capsys, 'data', '--data', d, '--split', 'random', '--audit_csv', tmp_path/'audit.csv')   # the data audit
+    audit = pd.read_csv(tmp_path/'audit.csv', keep_default_na=False).set_index('file')
+    assert rc == 0 and len(audit) == 73 and re.search(BOMB, audit.loc[str(bomb), 'problem']), audit.loc[str(bomb)]
+    assert (audit.drop(str(bomb)).problem == '').all()
+    with pytest.warns(UserWarning, match=rf'Left out 1 of 73 images that cannot be read: {re.escape(str(bomb))} \(decompression bomb refused'):
+        dls = trashnet_dls(d, split='random', size=32, bs=8, aug=None)              # what train and eval load
+    assert str(bomb) not in set(dls.split_df.file) and len(dls.split_df) == 72
+    assert dls.skipped.file.tolist() == [str(bomb)] and re.search(BOMB, dls.skipped.problem[0])
+    rc, _, _ = cli(capsys, 'predict', bomb, good, '--model', trained_run/'model.pth', '--out', tmp_path/'p.csv')
+    p = pd.read_csv(tmp_path/'p.csv', keep_default_na=False).set_index('path')
+    assert rc == 0 and list(p.index) == [str(bomb), str(good)]
+    assert p.loc[str(bomb), 'label'] == '' and re.search(BOMB, p.loc[str(bomb), 'error']), p.loc[str(bomb)]
+    assert p.loc[str(good), 'error'] == '' and p.loc[str(good), 'label'] in CLASSES
+    monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', None)                         # control: without the limit it is no bomb
+    from recyclenet.data import image_problem
+    assert not image_problem(bomb).startswith('decompression bomb'), image_problem(bomb)
 
 
 # --- EXIF orientation: every one of the 8 comes out upright ---
