@@ -1,9 +1,9 @@
-"""Reliability: every kind of bad input, made here, through every entry point (data, train, eval, predict, report).
+"""Reliability: every kind of bad input, made here, through every entry point (data, train, eval, predict, report, export).
 
 Each case ends in a clear, specific error that names the file and what to do, or in a counted, reported skip
 (the `problem` column of `recyclenet data --audit-csv`, `skipped` in `results.json`, the `error` column of
 `recyclenet predict`): never a traceback from deep inside torch, never a photo silently lost.
-The table in RELIABILITY_TABLE.md lists every case with its test."""
+The Reliability table of the README (nbs/index.ipynb) lists the cases, a row for each kind."""
 import errno, importlib.util, io, json, re, shutil, struct, warnings, zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -390,6 +390,20 @@ FILE_CASES = [
              r'Model file .*evil\.pth is refused'),
     FileCase('fastai export.pkl (predict)', lambda r, d: ['predict', _photo(r), '--model', r/'export.pkl'],
              r'export\.pkl is a pickle .*loading it can run any code in it.* load the model\.pth beside it'),
+    FileCase('truncated model file (export)',
+             lambda r, d: ['export', '--model', _cut(shutil.copy(r/'model.pth', d/'cut.pth')), '--onnx', d/'m.onnx'],
+             r'Model file .*cut\.pth is unreadable or truncated .* Use a model\.pth written by `recyclenet train`'),
+    FileCase('garbage bytes as model file (export)',            # (reported as "pickled code or objects": the reason is wrong)
+             lambda r, d: ['export', '--model', _write(d/'junk.pth', np.random.default_rng(0).bytes(5000)), '--onnx', d/'m.onnx'],
+             r'Model file .*junk\.pth is (unreadable|refused).* Use a model\.pth written by `recyclenet train`'),
+    FileCase('code-running pickle as model (export)',
+             lambda r, d: ['export', '--model', _edit(r/'model.pth', d/'evil.pth', extra=dict(x=RunsCode(d/'pwned'))), '--onnx', d/'m.onnx'],
+             r'Model file .*evil\.pth is refused: it holds pickled code or objects'),
+    FileCase('model of another architecture (export)',
+             lambda r, d: ['export', '--model', _edit(r/'model.pth', d/'other_arch.pth', arch='resnet34'), '--onnx', d/'m.onnx'],
+             r'Model file .*other_arch\.pth does not match its own config'),
+    FileCase('fastai export.pkl (export)', lambda r, d: ['export', '--model', r/'export.pkl', '--onnx', d/'m.onnx'],
+             r'export\.pkl is a pickle .*loading it can run any code in it.* load the model\.pth beside it'),
     FileCase('truncated checkpoint (train --resume)', lambda r, d: RESUME(_cut_ck(_run_copy(r, d))),
              r'Checkpoint .*last\.pth is unreadable \(.*\): it may be truncated\. Delete it and train from the start\.'),
     FileCase('code-running pickle as checkpoint (train --resume)',
@@ -417,6 +431,7 @@ def test_bad_model_and_checkpoint_files(case, trained_run, tmp_path, capsys):
     line = cli_error(capsys, *case.args(trained_run, tmp_path))
     assert re.search(case.error, line), line
     assert not (tmp_path/'pwned').exists(), 'the pickled code ran'
+    assert not list(tmp_path.rglob('*.onnx*')), 'export wrote a file'                   # (nor a temporary)
 
 
 def test_the_code_running_pickle_is_real(tmp_path):
