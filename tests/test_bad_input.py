@@ -1,9 +1,9 @@
-"""Reliability: every kind of bad input, made here, through every entry point (data, train, eval, predict, report).
+"""Reliability: every kind of bad input, made here, through every entry point (data, train, eval, predict, report, export).
 
 Each case ends in a clear, specific error that names the file and what to do, or in a counted, reported skip
 (the `problem` column of `recyclenet data --audit-csv`, `skipped` in `results.json`, the `error` column of
 `recyclenet predict`): never a traceback from deep inside torch, never a photo silently lost.
-The table in RELIABILITY_TABLE.md lists every case with its test."""
+The Reliability table of the README (nbs/index.ipynb) lists the cases, a row for each kind."""
 import errno, importlib.util, io, json, re, shutil, struct, warnings, zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,10 +214,32 @@ def test_eval_warns_with_the_count_of_unreadable_files(dataset, trained_on_cases
     assert rc == 0 and out.strip().splitlines()[-1].startswith('test accuracy: ')
 
 
-def test_pil_decompression_bomb_limit_is_kept():
-    "No module of recyclenet lifts Pillow's guard against decompression bombs."
-    import recyclenet.cli, recyclenet.inference, recyclenet.interpret
+BOMB = r'^decompression bomb refused \(Image size \(400000000 pixels\) exceeds limit of 178956970 pixels'   # (2x MAX_IMAGE_PIXELS)
+
+def test_decompression_bomb_is_refused_under_pils_limit(sample, photo, trained_run, tmp_path, capsys, monkeypatch):
+    "With every module of recyclenet imported (none may lift Pillow's limit), a PNG claiming 400 Mpx is reported with its reason and left out."
+    import recyclenet.cli, recyclenet.inference, recyclenet.interpret, recyclenet.robust, recyclenet.webcam, recyclenet.bench
     assert Image.MAX_IMAGE_PIXELS == PIL_LIMIT
+    d = copy_sample(sample, tmp_path)
+    good = image_files(d/'glass')[0]
+    bomb = bomb_png(d/'glass', photo)
+    with pytest.raises(Image.DecompressionBombError, match='could be decompression bomb'): load_rgb(bomb)
+    rc, out, _ = cli(capsys, 'data', '--data', d, '--split', 'random', '--audit_csv', tmp_path/'audit.csv')   # the data audit
+    audit = pd.read_csv(tmp_path/'audit.csv', keep_default_na=False).set_index('file')
+    assert rc == 0 and len(audit) == 73 and re.search(BOMB, audit.loc[str(bomb), 'problem']), audit.loc[str(bomb)]
+    assert (audit.drop(str(bomb)).problem == '').all()
+    with pytest.warns(UserWarning, match=rf'Left out 1 of 73 images that cannot be read: {re.escape(str(bomb))} \(decompression bomb refused'):
+        dls = trashnet_dls(d, split='random', size=32, bs=8, aug=None)              # what train and eval load
+    assert str(bomb) not in set(dls.split_df.file) and len(dls.split_df) == 72
+    assert dls.skipped.file.tolist() == [str(bomb)] and re.search(BOMB, dls.skipped.problem[0])
+    rc, _, _ = cli(capsys, 'predict', bomb, good, '--model', trained_run/'model.pth', '--out', tmp_path/'p.csv')
+    p = pd.read_csv(tmp_path/'p.csv', keep_default_na=False).set_index('path')
+    assert rc == 0 and list(p.index) == [str(bomb), str(good)]
+    assert p.loc[str(bomb), 'label'] == '' and re.search(BOMB, p.loc[str(bomb), 'error']), p.loc[str(bomb)]
+    assert p.loc[str(good), 'error'] == '' and p.loc[str(good), 'label'] in CLASSES
+    monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', None)                         # control: without the limit it is no bomb
+    from recyclenet.data import image_problem
+    assert not image_problem(bomb).startswith('decompression bomb'), image_problem(bomb)
 
 
 # --- EXIF orientation: every one of the 8 comes out upright ---
@@ -368,6 +390,20 @@ FILE_CASES = [
              r'Model file .*evil\.pth is refused'),
     FileCase('fastai export.pkl (predict)', lambda r, d: ['predict', _photo(r), '--model', r/'export.pkl'],
              r'export\.pkl is a pickle .*loading it can run any code in it.* load the model\.pth beside it'),
+    FileCase('truncated model file (export)',
+             lambda r, d: ['export', '--model', _cut(shutil.copy(r/'model.pth', d/'cut.pth')), '--onnx', d/'m.onnx'],
+             r'Model file .*cut\.pth is unreadable or truncated .* Use a model\.pth written by `recyclenet train`'),
+    FileCase('garbage bytes as model file (export)',            # (reported as "pickled code or objects": the reason is wrong)
+             lambda r, d: ['export', '--model', _write(d/'junk.pth', np.random.default_rng(0).bytes(5000)), '--onnx', d/'m.onnx'],
+             r'Model file .*junk\.pth is (unreadable|refused).* Use a model\.pth written by `recyclenet train`'),
+    FileCase('code-running pickle as model (export)',
+             lambda r, d: ['export', '--model', _edit(r/'model.pth', d/'evil.pth', extra=dict(x=RunsCode(d/'pwned'))), '--onnx', d/'m.onnx'],
+             r'Model file .*evil\.pth is refused: it holds pickled code or objects'),
+    FileCase('model of another architecture (export)',
+             lambda r, d: ['export', '--model', _edit(r/'model.pth', d/'other_arch.pth', arch='resnet34'), '--onnx', d/'m.onnx'],
+             r'Model file .*other_arch\.pth does not match its own config'),
+    FileCase('fastai export.pkl (export)', lambda r, d: ['export', '--model', r/'export.pkl', '--onnx', d/'m.onnx'],
+             r'export\.pkl is a pickle .*loading it can run any code in it.* load the model\.pth beside it'),
     FileCase('truncated checkpoint (train --resume)', lambda r, d: RESUME(_cut_ck(_run_copy(r, d))),
              r'Checkpoint .*last\.pth is unreadable \(.*\): it may be truncated\. Delete it and train from the start\.'),
     FileCase('code-running pickle as checkpoint (train --resume)',
@@ -395,6 +431,7 @@ def test_bad_model_and_checkpoint_files(case, trained_run, tmp_path, capsys):
     line = cli_error(capsys, *case.args(trained_run, tmp_path))
     assert re.search(case.error, line), line
     assert not (tmp_path/'pwned').exists(), 'the pickled code ran'
+    assert not list(tmp_path.rglob('*.onnx*')), 'export wrote a file'                   # (nor a temporary)
 
 
 def test_the_code_running_pickle_is_real(tmp_path):

@@ -1,5 +1,5 @@
 "Inference chapter: one photo, a folder, the CLI and onnxruntime agree; bad files are reported, bad model files are clear errors."
-import io, json, shutil, subprocess
+import io, json, re, shutil, subprocess
 
 import numpy as np, pandas as pd, pytest, torch
 from PIL import Image
@@ -141,7 +141,9 @@ def test_bad_model_files_are_clear_errors(model_file, tmp_path):
     with pytest.raises(ValueError, match='trust=True'): load_classifier(model_file.parent/'export.pkl')
     with pytest.raises(ValueError, match='backend'): load_classifier(model_file, backend='tensorrt')
     (tmp_path/'x.onnx').write_bytes(b'not onnx')
-    with pytest.raises(Exception): load_classifier(tmp_path/'x.onnx')
+    from onnxruntime.capi.onnxruntime_pybind11_state import InvalidProtobuf   # (onnxruntime's own error: names the file, not what to do)
+    with pytest.raises(InvalidProtobuf, match=rf'Load model from {re.escape(str(tmp_path/"x.onnx"))} failed:Protobuf parsing failed'):
+        load_classifier(tmp_path/'x.onnx')
 
 
 def test_trusted_fastai_export_predicts_like_the_model_file(model_file, photos):

@@ -167,14 +167,43 @@ def cli(*args):
     return subprocess.run(['recyclenet', *args], capture_output=True, text=True)
 
 
+def check_report(folder, model, split, stdout=None):
+    "The report in `folder` is `model`'s on `split` of the sample: every file readable, and its numbers agree with each other and with a recount."
+    assert sorted(p.name for p in folder.iterdir()) == sorted(REPORT_FILES)
+    n = {'train': 48, 'valid': 12, 'test': 12}[split]
+    pc = pd.read_csv(folder/'per_class.csv')
+    assert list(pc.columns) == ['class', 'precision', 'recall', 'f1', 'support'] and list(pc['class']) == CLASSES
+    assert (pc.support == n//6).all() and pc[['precision', 'recall', 'f1']].stack().between(0, 1).all()
+    meta = json.loads((folder/'report.json').read_text())
+    assert meta['complete'] and meta['run']['split'] == split and meta['model'] == str(model) and meta['total'] == n
+    assert meta['correct'] == round((pc.recall*pc.support).sum())                     # the diagonal of the confusion matrix
+    assert meta['accuracy'] == pytest.approx(meta['correct']/n) and meta['macro_f1'] == pytest.approx(pc.f1.mean())
+    assert sum(k for *_, k in meta['most_confused']) == n - meta['correct']           # every mistake in one confused pair
+    recount = interpret_file(model, 'sample', split)                                  # the model again, on the same photos
+    cm = recount.confusion_matrix()
+    assert cm.sum() == n and np.trace(cm) == meta['correct']
+    np.testing.assert_allclose(pc[['precision', 'recall', 'f1', 'support']].values, recount.per_class().values)
+    assert recount.summary() in (folder/'report.md').read_text()
+    if stdout is not None: assert stdout.splitlines()[0] == recount.summary()
+    for png in ('confusion_matrix.png', 'most_confused.png'):
+        with Image.open(folder/png) as im:
+            assert im.format == 'PNG' and 300 < min(im.size) and max(im.size) < 4000, (png, im.size)
+            a = np.asarray(im.convert('L'))
+        assert a.std() > 10, f'{png} is (almost) blank'
+
+
 def test_cli_report(runs, tmp_path):
-    model = str(runs[0]/'plain'/'model.pth')
-    r = cli('report', model, '--data', 'sample', '--split', 'valid', '--out', str(tmp_path/'rep'))
+    model = runs[0]/'plain'/'model.pth'
+    r = cli('report', str(model), '--data', 'sample', '--split', 'valid', '--out', str(tmp_path/'rep'))
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.startswith('valid accuracy: ') and 'macro-F1' in r.stdout
-    assert all((tmp_path/'rep'/f).exists() for f in REPORT_FILES)
-    r = cli('report', model, '--data', 'sample', '--split', 'test', '--out', str(tmp_path/'rep'))
+    check_report(tmp_path/'rep', model, 'valid', r.stdout)
+    r = cli('report', str(model), '--data', 'sample', '--split', 'test', '--out', str(tmp_path/'rep'))
     assert r.returncode == 2 and r.stderr.startswith('recyclenet report: error: ') and 'Traceback' not in r.stderr
     assert '--force' in r.stderr
-    r = cli('report', model, '--data', 'sample', '--split', 'test', '--out', str(tmp_path/'rep'), '--force')
+    check_report(tmp_path/'rep', model, 'valid')                                       # refused: the valid report is intact
+    before = {f: (tmp_path/'rep'/f).stat().st_mtime_ns for f in REPORT_FILES}
+    r = cli('report', str(model), '--data', 'sample', '--split', 'test', '--out', str(tmp_path/'rep'), '--force')
     assert r.returncode == 0 and r.stdout.startswith('test accuracy: '), r.stderr[-2000:]
+    check_report(tmp_path/'rep', model, 'test', r.stdout)
+    assert all((tmp_path/'rep'/f).stat().st_mtime_ns > t for f, t in before.items())   # every file rewritten, none stale

@@ -1,5 +1,6 @@
 "Robustness chapter: the shift suite, object segmentation, the report and its CLI, WiSE-FT and BackgroundSwap, on the bundled sample."
-import random, subprocess, sys
+import os, random, subprocess, sys
+from pathlib import Path
 
 import albumentations as A, cv2, numpy as np, pandas as pd, pytest, torch
 
@@ -10,6 +11,8 @@ from recyclenet.robust import (SHIFTS, SCENES, apply_shift, segment_object, boar
                                plot_robustness, wise_ft, wise_ft_sweep, BackgroundSwap, shift_seed)
 from recyclenet.cli import main
 from webcam_model import probe_model
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope='module')
@@ -23,12 +26,20 @@ def model_file(tmp_path_factory):
     return probe_model(tmp_path_factory.mktemp('model')/'model.pth', size=64)
 
 
+def scramble_global_rngs(seed):
+    "Move every global random generator a shift could lean on (Python's, NumPy's, OpenCV's, torch's) to another state."
+    random.seed(seed); np.random.seed(seed); cv2.setRNGSeed(seed); torch.manual_seed(seed)
+    np.random.random(seed % 7 + 1)
+
+
 @pytest.mark.parametrize('name', list(SHIFTS))
 def test_shift_contract(name, photos):
     for i, img in enumerate(photos[:3]):
-        a, b, c = (apply_shift(img, name, seed=s) for s in (i, i, i + 100))
+        scramble_global_rngs(1000 + i); a = apply_shift(img, name, seed=i)
+        scramble_global_rngs(2000 + i); b = apply_shift(img, name, seed=i)
+        c = apply_shift(img, name, seed=i + 100)
         assert a.shape == img.shape and a.dtype == np.uint8
-        np.testing.assert_array_equal(a, b)                          # deterministic for a seed
+        np.testing.assert_array_equal(a, b)                          # its seed decides, not the global generators' state
         assert (a != c).any(), f'{name}: seeds {i} and {i + 100} gave the same image'
         assert (a != img).mean() > 0.01, f'{name} barely changed photo {i}'
     assert not np.shares_memory(apply_shift(photos[0], name), photos[0])
@@ -54,7 +65,16 @@ def test_severity_grows(photos):
 
 
 def test_shift_seed():
-    assert shift_seed(0, 'jpeg', 3) == shift_seed(0, 'jpeg', 3)
+    "The same seeds in every run: other processes, with other string hashing (PYTHONHASHSEED), draw the same ones."
+    args = [(0, 'jpeg', 3), (7, 'hand', 0), (1, 'background', 41)]
+    here = [shift_seed(*a) for a in args]
+    assert len(set(here)) == 3 and all(isinstance(v, int) and 0 <= v < 2**32 for v in here)
+    for hashseed in ('0', '12345'):
+        r = subprocess.run([sys.executable, '-c', f'from recyclenet.robust import shift_seed; print([shift_seed(*a) for a in {args!r}])'],
+                           capture_output=True, text=True, env={**os.environ, 'PYTHONHASHSEED': hashseed,     # (this checkout's recyclenet)
+                                                                 'PYTHONPATH': os.pathsep.join(filter(None, [str(ROOT), os.environ.get('PYTHONPATH')]))})
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert r.stdout.strip().splitlines()[-1] == str(here), (hashseed, r.stdout)
     assert len({shift_seed(0, 'jpeg', i) for i in range(50)} | {shift_seed(1, 'jpeg', 0), shift_seed(0, 'hand', 0)}) == 52
 
 
@@ -154,16 +174,28 @@ def _state(seed):
 
 def test_wise_ft():
     m0, m1 = _state(0), _state(1)
-    s0, s1 = m0.state_dict(), m1.state_dict()
+    s0, s1 = ({k: v.clone() for k, v in m.state_dict().items()} for m in (m0, m1))    # copies: state_dict() shares the weights
     for k in s0:
         assert torch.equal(wise_ft(s0, s1, 0)[k], s0[k]) and torch.equal(wise_ft(s0, s1, 1)[k], s1[k])
     half = wise_ft(s0, s1, 0.5)
     for k in s0:
         if s0[k].is_floating_point(): torch.testing.assert_close(half[k], (s0[k] + s1[k])/2)
     quarter = wise_ft(m0, m1, 0.25)
-    assert isinstance(quarter, torch.nn.Sequential) and quarter is not m1
-    torch.testing.assert_close(quarter.state_dict()['0.weight'], 0.75*s0['0.weight'] + 0.25*s1['0.weight'])
-    assert torch.equal(m1.state_dict()['0.weight'], s1['0.weight'])   # the inputs are left alone
+    assert isinstance(quarter, torch.nn.Sequential)
+    mixed = quarter.state_dict()
+    assert mixed.keys() == s0.keys()
+    for k in s0:
+        if s0[k].is_floating_point(): torch.testing.assert_close(mixed[k], 0.75*s0[k] + 0.25*s1[k])
+        else: assert torch.equal(mixed[k], s0[k])                    # BatchNorm's batch counter: the nearer model's (1, not 2)
+    assert mixed['1.num_batches_tracked'].item() == 1 and s1['1.num_batches_tracked'].item() == 2
+    for m, s in ((m0, s0), (m1, s1)):                                # the inputs are left alone
+        for k, v in m.state_dict().items(): assert torch.equal(v, s[k]), k
+    x = torch.randn(3, 3, 8, 8)
+    m1.eval(); quarter.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(quarter(x), torch.func.functional_call(m1, mixed, (x,)))
+        quarter[0].weight.add_(1)                                    # its own weights: changing them changes neither input
+    assert torch.equal(m1.state_dict()['0.weight'], s1['0.weight']) and torch.equal(m0.state_dict()['0.weight'], s0['0.weight'])
     with pytest.raises(ValueError, match='alpha'): wise_ft(s0, s1, -0.1)
     with pytest.raises(ValueError, match='same architecture'): wise_ft(s0, {k: v for k, v in s1.items() if k != '0.bias'}, 0.5)
 
@@ -180,7 +212,8 @@ def test_background_swap(photos, sample):
     img = photos[3]
     aug = A.Compose([BackgroundSwap(p=1)])
     outs = []
-    for s in (5, 5, 6):
+    for i, s in enumerate((5, 5, 6)):
+        scramble_global_rngs(i)                                      # (only the augmentation's own generators may matter)
         aug.set_random_state(np.random.default_rng(s), random.Random(s))
         outs.append(aug(image=img)['image'])
     np.testing.assert_array_equal(outs[0], outs[1])

@@ -1,5 +1,5 @@
 """Interrupted, reproducible and multi-process training: real `recyclenet train` processes on the bundled sample, on CPU."""
-import importlib.util, json, os, signal, subprocess, sys, time
+import importlib.util, json, os, signal, socket, subprocess, sys, time
 from pathlib import Path
 
 import pandas as pd, pytest, torch
@@ -97,3 +97,46 @@ def test_two_processes_train_like_one(tmp_path):
     assert abs(correct(two) - correct(one)) <= 4, (results(one), results(two))          # of 24 photos
     ev = run('eval', two/'model.pth', '--data', 'sample', '--split', 'train')           # it learned: chance is 1/6
     assert float(ev.stdout.strip().splitlines()[-1].split('= ')[1].rstrip('%')) >= 60, ev.stdout[-300:]
+
+
+LOGGED_TRAIN = r"""# `recyclenet ARGS`, each torch.save logged to $SAVES_LOG as 'RANK FILE'
+import os, sys, torch
+_save = torch.save
+def save(obj, f, *args, **kwargs):
+    with open(os.environ['SAVES_LOG'], 'a') as log: log.write(f"{os.environ.get('RANK')} {f}\n")
+    return _save(obj, f, *args, **kwargs)
+torch.save = save
+from recyclenet.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+def free_port():
+    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+def test_accelerate_launch_trains_in_two_processes(tmp_path):
+    """`accelerate launch`, 2 CPU processes (gloo): training finishes, rank 0 alone reports and writes model.pth, once.
+
+    accelerate's `--cpu` would start one process only (several CPU processes need mpirun there): its torchrun
+    launcher, `--multi_gpu`, starts them, and with no GPU visible RecycleNet joins them with gloo."""
+    (tmp_path/'logged_train.py').write_text(LOGGED_TRAIN)
+    out, saves = tmp_path/'out', tmp_path/'saves.log'
+    env = dict(ENV, CUDA_VISIBLE_DEVICES='', HF_HOME=str(tmp_path/'hf'), SAVES_LOG=str(saves))   # (no accelerate config of the machine's)
+    r = subprocess.run([sys.executable, '-m', 'accelerate.commands.launch', '--multi_gpu', '--num_processes', '2', '--num_machines', '1',
+                        '--mixed_precision', 'no', '--dynamo_backend', 'no', '--main_process_port', str(free_port()),
+                        str(tmp_path/'logged_train.py'), 'train', '--data', 'sample', '--arch', 'resnet18', '--scratch',
+                        '--attention', 'none', '--size', '32', '--epochs', '1', '--freeze_epochs', '0', '--lr', '3e-3', '--bs', '8',
+                        '--recipe', 'one-cycle', '--aug', 'mid', '--mix', 'none', '--distributed', '--out', str(out)],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+    assert 'data-parallel training in 2 processes (gloo), batches of 8 each' in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+    assert 'no launcher started several processes' not in r.stderr
+    assert r.stdout.count('test accuracy: ') == 1 and r.stdout.count('valid accuracy: ') == 1   # rank 0 reports...
+    assert sorted(p.name for p in out.iterdir()) == ['checkpoints', 'export.pkl', 'model.pth', 'results.json']   # ...and writes
+    written = [l.split(' ', 1) for l in saves.read_text().splitlines()]
+    assert written and {rank for rank, _ in written} == {'0'}, written
+    assert [Path(f).name for _, f in written].count('.model.pth.tmp') == 1, written                 # model.pth: once
+    res = results(out)
+    assert res['config']['processes'] == 2 and res['test']['total'] == 12
+    from recyclenet.inference import load_classifier
+    from recyclenet.data import CLASSES, get_trashnet, image_files
+    assert load_classifier(out/'model.pth', device='cpu').predict(image_files(get_trashnet('sample'))[0])['label'] in CLASSES

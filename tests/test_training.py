@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest, torch
 
-from recyclenet.data import trashnet_dls, CLASSES, AlbumentationsTransform
+from recyclenet.data import trashnet_dls, official_split, CLASSES, AlbumentationsTransform
+from recyclenet.inference import Classifier, load_classifier
 from recyclenet.robust import BackgroundSwap
 from recyclenet.learner import (train, recyclenet_learner, fit_recyclenet, load_model_file, evaluate_file, save_model_file,
                                 recyclenet_splitter, AttentionCallback)
@@ -17,11 +18,21 @@ def trained(tmp_path_factory):
     return out, learn
 
 
-def test_train_writes_everything(trained):
+def test_train_writes_everything(trained, sample):
+    "results.json's scores are the saved model's: recounted here photo by photo, through the inference path, against the folder names."
     out, learn = trained
     assert {p.name for p in out.iterdir()} == {'checkpoints', 'model.md', 'model.pth', 'results.csv', 'results.json', 'results.png'}
     res = json.loads((out/'results.json').read_text())
-    assert res['test']['total'] == 12 and 0 <= res['test']['correct'] <= 12
+    split = official_split(sample, verbose=False)
+    clf = load_classifier(out/'model.pth', device='cpu')
+    clf = Classifier(clf.config, model=clf.model, draft=False)        # (full decoding, as the training loaders decode)
+    for i, name in ((1, 'valid'), (2, 'test')):
+        files = list(split.file[split.split == name])
+        assert sorted(learn.dls[i].items.file) == sorted(files)       # the learner scored that split's photos
+        preds = clf.predict_batch(files, progress=False)
+        assert (preds.error == '').all() and len(files) == 12
+        correct = int((preds.label.values == [Path(f).parent.name for f in files]).sum())
+        assert res[name] == dict(correct=correct, total=12, accuracy=correct/12), (name, res[name], correct)
     assert res['config']['arch'] == 'efficientnet_lite0' and res['config']['classes'] == CLASSES
     assert len(learn.history) == 7                                  # 1 frozen + 6 unfrozen epochs
 

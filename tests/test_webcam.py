@@ -3,7 +3,7 @@ import io
 from datetime import datetime, timezone
 
 import numpy as np, pytest
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from recyclenet.data import CLASSES, image_files
 from recyclenet.inference import load_classifier, read_image
@@ -95,9 +95,11 @@ def test_snapshot_writes_a_readable_jpeg_in_the_class_folder(widget, frames, tmp
 def test_snapshot_refuses_bad_input(widget, frames, tmp_path):
     with pytest.raises(ValueError, match='No frame to save yet'): widget.save_snapshot('glass')
     with pytest.raises(ValueError, match='cannot be a class folder'): widget.save_snapshot('../x', frames['glass'])
-    with pytest.raises(Exception): widget.save_snapshot('glass', b'junk')
+    with pytest.raises(UnidentifiedImageError, match=r'^cannot identify image file <_io\.BytesIO object at 0x[0-9a-f]+>$'):
+        widget.save_snapshot('glass', b'junk')                     # (PIL's words: not what was wrong, nor what to do)
+    assert not (tmp_path/'bins').exists()                          # nothing written for it
     widget._on_msg(widget, {'type': 'snapshot', 'label': 'glass'}, [memoryview(b'junk')])
-    assert widget.message.startswith('Not saved')
+    assert widget.message.startswith('Not saved: cannot identify image file')
     widget._on_msg(widget, {'type': 'snapshot', 'label': 'glass'}, [memoryview(frames['glass'])])
     assert [p.name for p in (tmp_path/'bins').iterdir()] == ['glass'] and len(image_files(tmp_path/'bins'/'glass')) == 1
 
