@@ -131,7 +131,8 @@ def test_accelerate_launch_trains_in_two_processes(tmp_path):
     assert 'data-parallel training in 2 processes (gloo), batches of 8 each' in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
     assert 'no launcher started several processes' not in r.stderr
     assert r.stdout.count('test accuracy: ') == 1 and r.stdout.count('valid accuracy: ') == 1   # rank 0 reports...
-    assert sorted(p.name for p in out.iterdir()) == ['checkpoints', 'export.pkl', 'model.pth', 'results.json']   # ...and writes
+    assert sorted(p.name for p in out.iterdir()) == ['checkpoints', 'model.md', 'model.pth', 'results.csv', 'results.json',
+                                                     'results.png']   # ...and writes
     written = [l.split(' ', 1) for l in saves.read_text().splitlines()]
     assert written and {rank for rank, _ in written} == {'0'}, written
     assert [Path(f).name for _, f in written].count('.model.pth.tmp') == 1, written                 # model.pth: once
