@@ -176,7 +176,10 @@ def _onnx_session(path, threads=None):
     return ort.InferenceSession(str(path), so, providers=['CPUExecutionProvider'])
 
 def _onnx_classifier(path, threads=None) -> Classifier:
-    sess = _onnx_session(path, threads)
+    try: sess = _onnx_session(path, threads)
+    except Exception as e:                       # (onnxruntime's errors name the file, not what is wrong or what to do)
+        raise ValueError(f"{path} is not a readable ONNX model ({type(e).__name__}): make one with "
+                         "`recyclenet export --model MODEL.pth`.") from None
     meta = sess.get_modelmeta().custom_metadata_map
     if 'recyclenet_config' not in meta: raise ValueError(f"{path} is not a RecycleNet ONNX export (no recyclenet_config metadata).")
     return Classifier(json.loads(meta['recyclenet_config']), session=sess)
