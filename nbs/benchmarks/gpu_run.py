@@ -8,6 +8,12 @@ paper's ablation from scratch on ResNet18 (none / SE / CBAM / ours as c, s, cs w
     python nbs/benchmarks/gpu_run.py report                             # here: markdown tables and the figure
     python nbs/benchmarks/gpu_run.py smoke                              # the whole path on the sample, on a CPU
 
+On the lent device (its Python lacks fastai and albumentations: `pack` brings their wheels), as one command:
+
+    python3 -m pip install -q --no-index --no-deps --upgrade --target /tmp/site .gpu/wheels/*.whl &&
+    PYTHONPATH=/tmp/site:$PWD python3 nbs/benchmarks/gpu_run.py run --pack .gpu --out $OUT --budget 500 \
+        --candidates nbs/benchmarks/results/gpu_finetune.csv      # (reuse the committed sweep: retrain and test the chosen)
+
 `pack` decodes nothing: it stores each photo's centre square at 256 px (JPEG q85, as ImageNet models are fed: a
 224 px view of a 256 px image), the official split, the offline EfficientNet-Lite weights in float16 (the tree that
 travels to the device is limited to 64 MiB) and the wheels the device lacks. `run` decodes every photo once into
