@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #67d1fc94
 from __future__ import annotations
-import hashlib, io, os, random, shutil, time, warnings, zipfile
+import hashlib, io, os, random, shutil, sys, time, warnings, zipfile
 from pathlib import Path
 
 import numpy as np, pandas as pd
@@ -208,10 +208,10 @@ PROGRESS_MIN = 200   # work on fewer photos than this shows no progress
 
 def progress(items, what='', total=None, show=None, every=0.1):
     "Iterate `items` with a progress bar (terminal, notebook) or a flushed line every `every` of the way (a log)."
-    from fastprogress.fastprogress import progress_bar, printing
+    from fastprogress.fastprogress import progress_bar, IN_NOTEBOOK
     total = len(items) if total is None else total
     if not (total >= PROGRESS_MIN if show is None else show): yield from items; return
-    if printing():
+    if IN_NOTEBOOK or sys.stdout.isatty():                     # (fastprogress's `printing()` is true in a log too)
         bar = progress_bar(items, total=total, leave=False); bar.comment = what
         yield from bar; return
     step, t0 = max(1, int(total*every)), time.time()

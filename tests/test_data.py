@@ -184,3 +184,12 @@ def test_audit_of_full_trashnet(full_trashnet):
     s = audit_summary(audit(full_trashnet))
     assert s['images'] == 2527 and s['unreadable'] == 0
     assert s['groups with two labels'] == 3 and s['groups crossing splits (leaks)'] >= 10
+
+def test_progress_prints_lines_in_a_log(capsys):
+    "With no terminal (a log, CI), long work reports a flushed line every tenth of the way; short work stays quiet."
+    from recyclenet.data import progress, PROGRESS_MIN
+    assert list(progress(range(PROGRESS_MIN), 'photos')) == list(range(PROGRESS_MIN))
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 10 and lines[0].startswith(f'photos: {PROGRESS_MIN//10}/{PROGRESS_MIN} (')
+    assert lines[-1].startswith(f'photos: {PROGRESS_MIN}/{PROGRESS_MIN} (')
+    assert list(progress(range(5), 'photos')) == list(range(5)) and capsys.readouterr().out == ''
