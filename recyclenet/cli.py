@@ -15,7 +15,7 @@ if __name__ == '__main__' and Path(globals().get('__file__', '')).stem == 'cli':
     from recyclenet.cli import main; sys.exit(main())                            # run the imported module, not this script copy
 
 # %% auto #0
-__all__ = ['COMMANDS', 'DATA_HELP', 'SPLITS', 'SHIFT_NAMES', 'command', 'one_of', 'parse_size', 'parse_lr', 'data', 'train',
+__all__ = ['COMMANDS', 'SPLITS', 'SHIFT_NAMES', 'command', 'one_of', 'parse_size', 'parse_lr', 'data', 'train',
            'write_run_reports', 'eval_', 'predict', 'export', 'fit_folder', 'report', 'robustness', 'dashed', 'parser',
            'undashed', 'main']
 
@@ -33,7 +33,6 @@ def one_of(help, *choices) -> Param:
     "A string option that must be one of `choices` (checked before any work starts, the allowed values in the message)."
     return Param(help, str, choices=list(choices))
 
-DATA_HELP = "TrashNet folder, zip or zip URL, or 'sample' (default: $RECYCLENET_DATA, else 'sample')"
 SPLITS = ('train', 'valid', 'test')
 SHIFT_NAMES = ('background', 'small_offcentre', 'colour_cast', 'low_light', 'motion_blur', 'defocus_blur', 'jpeg',
                'rotate_perspective', 'hand')   # (the robustness chapter's SHIFTS, named here so --help needs no torch)
