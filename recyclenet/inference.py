@@ -245,6 +245,7 @@ def export_onnx(model_file, out=None, quantize=False, check=None, calibrate=None
     model_file = Path(model_file)
     out = Path(out or model_file.with_suffix('.int8.onnx' if quantize else '.onnx'))
     torch_clf = load_classifier(model_file, device='cpu')
+    if torch_clf.model is None: raise ValueError(f"{model_file} is an ONNX export already: export the model.pth it was made from.")
     m, c = torch_clf.model.float().eval(), torch_clf.config
     h, w = input_size(c['size'])
     check = _check_images(check)
