@@ -266,13 +266,12 @@ def job(spec: dict, pack_dir, result):
 
 def timing_run(spec, pack_dir) -> dict:
     "Seconds per epoch with the GPU to itself, after one warm-up epoch, for the two recipes of this run."
-    rows = []
-    ft = spec['arch'].replace('efficientnet_', '')
+    rows, ft = [], spec['arch'].replace('efficientnet_', '')
+    n_train = (pd.read_csv(Path(pack_dir)/'photos.csv').split == 'train').sum()
     for name, s in ((f'{ft}-ours-finetune', dict(kind='finetune', arch=spec['arch'], attention='ours', lr=1e-3)),
                     ('resnet18-none-scratch', dict(kind='scratch', arch='resnet18', attention=None, lr=SCRATCH_LR))):
         r = train_run(dict(spec, **s, name=name, test=False), pack_dir, tempfile.mkdtemp())
         secs = [h['seconds'] for h in r['history']][FREEZE_EPOCHS + 1 if s['kind'] == 'finetune' else 1:]
-        n_train = len(pd.read_csv(Path(pack_dir)/'photos.csv').query('split == "train"'))
         rows.append(dict(name=name, epoch_s=round(sum(secs)/len(secs), 2), img_per_s=round(n_train*len(secs)/sum(secs)),
                          epochs_timed=len(secs), size=spec.get('size', SIZE), bs=spec.get('bs', BS)))
     prof = train_run(dict(spec, kind='scratch', arch='resnet18', attention=None, lr=SCRATCH_LR, name='profile', epochs=1,
