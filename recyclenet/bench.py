@@ -8,7 +8,8 @@ import os, time
 from datetime import date
 from pathlib import Path
 import pandas as pd, torch
-from .learner import train, evaluate_file
+from .train import train
+from .learner import evaluate_file
 
 # %% auto #0
 __all__ = ['machine', 'record', 'run_row', 'bench']
@@ -45,7 +46,7 @@ def run_row(name, out) -> dict:
 
 def bench(name, data, results, runs='runs/bench', **kw) -> pd.DataFrame:
     "Train `name` with `train(**kw)` on `data` (in `runs/name`) and record time, throughput and valid/test accuracy in `results`."
-    train(data, out=Path(runs)/name, **kw)
+    train(data=data, out=Path(runs)/name, **kw)
     row = run_row(name, Path(runs)/name)
     print(row)
     return record(row, results)

@@ -12,8 +12,11 @@ from typing import Callable
 import numpy as np, pandas as pd, pytest, torch
 from PIL import Image
 
-from recyclenet.data import CLASSES, get_trashnet, image_files, load_rgb, RGBImage, split_files, trashnet_dls
-from recyclenet.learner import train, atomic_save, save_model_file
+from recyclenet.data import CLASSES, get_trashnet, image_files, load_rgb, RGBImage, split_files
+
+from recyclenet.augment import trashnet_dls
+from recyclenet.train import train
+from recyclenet.models import atomic_save, save_model_file
 from recyclenet.inference import load_classifier
 from recyclenet.cli import main
 
@@ -138,8 +141,8 @@ def trained_on_cases(dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp('run on cases')
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter('always')
-        learn = train(str(root), 'resnet18', None, epochs=1, freeze_epochs=0, lr=3e-3, size=32, bs=16, pretrained=False,
-                      split='random', out=out, export=False)
+        learn = train(data=str(root), arch='resnet18', attention=None, recipe='one-cycle', aug='mid', epochs=1, freeze_epochs=0, lr=3e-3, size=32, bs=16, pretrained=False,
+                      split='random', out=out, export_pkl=False)
     for dl in learn.dls.loaders:                                    # every photo that was kept decodes
         for _ in dl.new(shuffle=False, drop_last=False): pass
     return out, learn, json.loads((out/'results.json').read_text()), [str(x.message) for x in w]
@@ -218,7 +221,7 @@ BOMB = r'^decompression bomb refused \(Image size \(400000000 pixels\) exceeds l
 
 def test_decompression_bomb_is_refused_under_pils_limit(sample, photo, trained_run, tmp_path, capsys, monkeypatch):
     "With every module of recyclenet imported (none may lift Pillow's limit), a PNG claiming 400 Mpx is reported with its reason and left out."
-    import recyclenet.cli, recyclenet.inference, recyclenet.interpret, recyclenet.robust, recyclenet.webcam, recyclenet.bench
+    import recyclenet.cli, recyclenet.inference, recyclenet.interpret, recyclenet.robustness, recyclenet.augment, recyclenet.train, recyclenet.recipes, recyclenet.config, recyclenet.webcam, recyclenet.bench
     assert Image.MAX_IMAGE_PIXELS == PIL_LIMIT
     d = copy_sample(sample, tmp_path)
     good = image_files(d/'glass')[0]
@@ -275,7 +278,7 @@ def test_exif_rotated_photos_come_out_upright(orientation, tmp_path, trained_run
 def trained_run(tmp_path_factory):
     "A tiny model trained on the sample (official split), with its checkpoints."
     out = tmp_path_factory.mktemp('run')
-    train('sample', 'resnet18', None, epochs=2, freeze_epochs=0, lr=3e-3, size=32, bs=16, pretrained=False, out=out, export=True)
+    train(data='sample', arch='resnet18', attention=None, recipe='one-cycle', aug='mid', epochs=2, freeze_epochs=0, lr=3e-3, size=32, bs=16, pretrained=False, out=out, export_pkl=True)
     return out
 
 

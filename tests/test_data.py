@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np, pandas as pd, pytest
 from PIL import Image
 
-from recyclenet.data import (CLASSES, get_trashnet, check_trashnet, official_split, stratified_split, split_counts,
-                             trashnet_dls, augment_offline, audit, audit_summary, image_problem, verify_images,
-                             load_rgb, make_bad_images, image_files, split_files, TRASHNET_SHA256, check_sha256)
+from recyclenet.data import CLASSES, get_trashnet, check_trashnet, official_split, stratified_split, split_counts, audit, audit_summary, image_problem, verify_images, load_rgb, make_bad_images, image_files, split_files, TRASHNET_SHA256, check_sha256
+
+from recyclenet.augment import trashnet_dls, augment_offline
 
 
 def copy_sample(sample, dst):

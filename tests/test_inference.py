@@ -5,14 +5,16 @@ import numpy as np, pandas as pd, pytest, torch
 from PIL import Image
 
 from recyclenet.data import image_files, CLASSES
-from recyclenet.learner import train, save_model_file, load_model_file
-from recyclenet.inference import Classifier, load_classifier, predict_paths, export_onnx, fit_folder, read_image, calibration_photos
+from recyclenet.train import train
+from recyclenet.models import save_model_file, load_model_file
+from recyclenet.inference import Classifier, load_classifier, predict_paths, export_onnx, read_image, calibration_photos
+from recyclenet.train import fit_folder
 
 
 @pytest.fixture(scope='module')
 def model_file(tmp_path_factory):
     out = tmp_path_factory.mktemp('inference')
-    train('sample', 'efficientnet_lite0', 'ours', epochs=2, lr=1e-2, size=64, bs=8, out=out, export=True)
+    train(data='sample', arch='efficientnet_lite0', attention='ours', recipe='one-cycle', aug='mid', epochs=2, lr=1e-2, size=64, bs=8, out=out, export_pkl=True)
     return out/'model.pth'
 
 
@@ -158,7 +160,7 @@ def test_fit_folder_on_your_own_classes(sample, tmp_path):
     for c in ('glass', 'paper', 'metal'):
         (bins/c).mkdir(parents=True)
         for f in image_files(sample/c): shutil.copy(f, bins/c/f.name)
-    learn = fit_folder(bins, epochs=1, lr=1e-2, size=64, bs=8, out=tmp_path/'run', export=False)
+    learn = fit_folder(bins, epochs=1, lr=1e-2, size=64, bs=8, out=tmp_path/'run', export_pkl=False)
     test = learn.results['test']
     assert learn.config['classes'] == ['glass', 'metal', 'paper'] and test['total'] == 6   # 15% of 12 → 2 per class
     clf = load_classifier(tmp_path/'run'/'model.pth')

@@ -7,17 +7,17 @@ from PIL import Image
 from sklearn.metrics import precision_recall_fscore_support, f1_score, confusion_matrix as sk_confusion_matrix
 
 from recyclenet.data import CLASSES, get_trashnet
-from recyclenet.learner import train
-from recyclenet.interpret import (RecycleInterpretation, interpret_file, write_report, heatmaps, gradcam, attention_maps,
-                                  spatial_gate, split_dl, REPORT_FILES)
+from recyclenet.train import train
+from recyclenet.interpret import RecycleInterpretation, interpret_file, write_report, heatmaps, gradcam, attention_maps, split_dl, REPORT_FILES
+from recyclenet.models import spatial_gate
 
 
 @pytest.fixture(scope='module')
 def runs(tmp_path_factory):
     "A tiny attention model (EfficientNet-Lite0 + RecycleNet attention) and a tiny ResNet18 without attention, from scratch."
     d = tmp_path_factory.mktemp('runs')
-    att = train('sample', 'efficientnet_lite0', 'ours', epochs=6, lr=1e-2, size=64, bs=8, out=d/'ours', export=False)
-    plain = train('sample', 'resnet18', None, epochs=4, lr=3e-3, size=32, bs=16, pretrained=False, out=d/'plain', export=False)
+    att = train(data='sample', arch='efficientnet_lite0', attention='ours', recipe='one-cycle', aug='mid', epochs=6, lr=1e-2, size=64, bs=8, out=d/'ours', export_pkl=False)
+    plain = train(data='sample', arch='resnet18', attention=None, recipe='one-cycle', aug='mid', epochs=4, lr=3e-3, size=32, bs=16, pretrained=False, out=d/'plain', export_pkl=False)
     return d, att, plain
 
 

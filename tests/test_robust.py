@@ -4,11 +4,13 @@ from pathlib import Path
 
 import albumentations as A, cv2, numpy as np, pandas as pd, pytest, torch
 
-from recyclenet.data import official_split, image_files, load_rgb, trashnet_dls, AlbumentationsTransform
+from recyclenet.data import official_split, image_files, load_rgb
+
+from recyclenet.augment import trashnet_dls, AlbumentationsTransform
 from recyclenet.inference import load_classifier
-from recyclenet.learner import load_model_file
-from recyclenet.robust import (SHIFTS, SCENES, apply_shift, segment_object, board_reference, robustness_report, summarise,
-                               plot_robustness, wise_ft, wise_ft_sweep, BackgroundSwap, shift_seed)
+from recyclenet.models import load_model_file
+from recyclenet.robustness import SHIFTS, apply_shift, robustness_report, summarise, plot_robustness, wise_ft, wise_ft_sweep, shift_seed
+from recyclenet.augment import SCENES, segment_object, board_reference, BackgroundSwap
 from recyclenet.cli import main
 from webcam_model import probe_model
 
@@ -70,7 +72,7 @@ def test_shift_seed():
     here = [shift_seed(*a) for a in args]
     assert len(set(here)) == 3 and all(isinstance(v, int) and 0 <= v < 2**32 for v in here)
     for hashseed in ('0', '12345'):
-        r = subprocess.run([sys.executable, '-c', f'from recyclenet.robust import shift_seed; print([shift_seed(*a) for a in {args!r}])'],
+        r = subprocess.run([sys.executable, '-c', f'from recyclenet.robustness import shift_seed; print([shift_seed(*a) for a in {args!r}])'],
                            capture_output=True, text=True, env={**os.environ, 'PYTHONHASHSEED': hashseed,     # (this checkout's recyclenet)
                                                                  'PYTHONPATH': os.pathsep.join(filter(None, [str(ROOT), os.environ.get('PYTHONPATH')]))})
         assert r.returncode == 0, r.stderr[-2000:]

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pandas as pd, pytest, torch
 
-from recyclenet.learner import train
+from recyclenet.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=os.pathsep.join(p for p in [str(ROOT), os.environ.get('PYTHONPATH')] if p))
@@ -64,7 +64,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
 def test_only_rank_0_writes(tmp_path, monkeypatch):
     "A process other than rank 0 trains but writes nothing: no checkpoints, model file or report."
     monkeypatch.setenv('RANK', '1')
-    learn = train('sample', 'resnet18', None, epochs=1, freeze_epochs=0, lr=3e-3, size=32, bs=16, pretrained=False,
+    learn = train(data='sample', arch='resnet18', attention=None, recipe='one-cycle', aug='mid', epochs=1, freeze_epochs=0, lr=3e-3, size=32, bs=16, pretrained=False,
                   out=tmp_path/'rank1')
     assert learn.results['test']['total'] == 12 and not (tmp_path/'rank1').exists()
 

@@ -4,17 +4,21 @@ from pathlib import Path
 
 import pytest, torch
 
-from recyclenet.data import trashnet_dls, official_split, CLASSES, AlbumentationsTransform
+from recyclenet.augment import trashnet_dls, AlbumentationsTransform
+
+from recyclenet.data import official_split, CLASSES
 from recyclenet.inference import Classifier, load_classifier
-from recyclenet.robust import BackgroundSwap
-from recyclenet.learner import (train, recyclenet_learner, fit_recyclenet, load_model_file, evaluate_file, save_model_file,
-                                recyclenet_splitter, AttentionCallback)
+from recyclenet.augment import BackgroundSwap
+from recyclenet.train import train
+from recyclenet.learner import recyclenet_learner, evaluate_file, recyclenet_splitter, AttentionCallback
+from recyclenet.recipes import fit_recyclenet
+from recyclenet.models import load_model_file, save_model_file
 
 
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp('run')
-    learn = train('sample', 'efficientnet_lite0', 'ours', epochs=6, lr=1e-2, size=64, bs=8, out=out)
+    learn = train(data='sample', arch='efficientnet_lite0', attention='ours', recipe='one-cycle', aug='mid', epochs=6, lr=1e-2, size=64, bs=8, out=out)
     return out, learn
 
 
@@ -52,10 +56,8 @@ def test_eval_matches_training_report(trained):
 
 def test_model_file_for_other_classes_is_a_clear_error(trained, tmp_path):
     out, learn = trained
-    learn.config = dict(learn.config, classes=['a', 'b', 'c', 'd', 'e', 'f'])
-    save_model_file(learn, tmp_path/'other.pth', size=64)
-    learn.config = dict(learn.config, classes=CLASSES)
-    with pytest.raises(ValueError, match=r"other.pth was trained for classes \['a', 'b'.*no class folder"):
+    save_model_file(learn.model, tmp_path/'other.pth', **dict(learn.config, classes=['a', 'b', 'c', 'd', 'e', 'f']))
+    with pytest.raises(ValueError, match=r"other.pth: the model was trained for classes \['a', 'b'.*no class folder"):
         evaluate_file(tmp_path/'other.pth', 'sample')
 
 
@@ -88,13 +90,13 @@ def test_bad_training_arguments(tmp_path, bad, match):
 
 
 def test_zero_epochs_trains_nothing_but_still_saves(tmp_path):
-    learn = train('sample', 'resnet18', None, epochs=0, freeze_epochs=0, lr=1e-3, size=32, bs=16, pretrained=False,
-                  out=tmp_path, export=False)
+    learn = train(data='sample', arch='resnet18', attention=None, recipe='one-cycle', aug='mid', epochs=0, freeze_epochs=0, lr=1e-3, size=32, bs=16, pretrained=False,
+                  out=tmp_path, export_pkl=False)
     assert (tmp_path/'model.pth').exists() and len(learn.history) == 0
 
 
 def test_paper_recipe_uses_sgd_with_step_decay(tmp_path):
-    learn = train('sample', 'resnet18', None, epochs=2, size=32, bs=16, pretrained=False, recipe='paper', out=tmp_path, export=False)
+    learn = train(data='sample', arch='resnet18', attention=None, aug='mid', epochs=2, size=32, bs=16, pretrained=False, recipe='paper', out=tmp_path, export_pkl=False)
     h = learn.opt.hypers[0]
     assert learn.config['lr'] == 2e-4 and h['mom'] == 0.9 and h['wd'] == 1e-4
 
@@ -129,7 +131,7 @@ def test_cli_train_defaults_to_the_robust_recipe(tmp_path):
 
 def test_webcam_clutter_is_training_photos_only(tmp_path):
     "The objects strewn behind a photo come from the training split: never a photo the model is validated or tested on."
-    learn = train('sample', epochs=0, freeze_epochs=0, size=32, bs=16, aug='webcam', pretrained=False, out=tmp_path, export=False)
+    learn = train(data='sample', recipe='one-cycle', epochs=0, freeze_epochs=0, size=32, bs=16, aug='webcam', pretrained=False, out=tmp_path, export_pkl=False)
     tfm = next(t for t in learn.dls.train.after_item.fs if isinstance(t, AlbumentationsTransform))
     swap = next(t for t in tfm.aug.transforms if isinstance(t, BackgroundSwap))
     df = learn.dls.split_df
