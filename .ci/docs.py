@@ -14,7 +14,9 @@ into a temporary folder, never into the repository. `--screenshot PATH` also sav
 `nbdev_docs` still works, for whoever has Quarto: settings.ini's nbdev settings are untouched.
 """
 from __future__ import annotations
-import argparse, configparser, copy, importlib, inspect, json, os, posixpath, re, shutil, subprocess, sys, tempfile
+import argparse, configparser, copy, html, importlib, inspect, json, os, posixpath, re, shutil, subprocess, sys, tempfile
+import time, unicodedata
+from urllib.parse import unquote
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,9 +48,9 @@ class Page:
     def staged(self) -> str: return self.url[:-len('.html')] + '.ipynb'   # its name in the builder's docs folder
 
 
-def page_url(nb: Path) -> str:
+def page_url(nb: Path, nbs: Path = NBS) -> str:
     "nbdev's name for the page of notebook `nb` (nbdev.doclinks._nbpath2html): the number prefix goes."
-    rel = nb.relative_to(NBS)
+    rel = nb.relative_to(nbs)
     return rel.with_name(re.sub(r'^\d+[a-zA-Z0-9]*_', '', rel.name.lower())).with_suffix('.html').as_posix()
 
 
@@ -57,19 +59,25 @@ def nb_title(nb: dict, default: str) -> str:
     for c in nb['cells']:
         if c['cell_type'] != 'markdown': continue
         for line in _src(c).splitlines():
-            if m := re.match(r'\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$', line): return m.group(1).strip()
+            if m := re.match(r'\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$', line): return _plain(m.group(1))
     return default
 
 
-def discover() -> list[Page]:
+def _plain(md: str) -> str:
+    "Markdown text as plain text (a title): links keep their words, code/emphasis marks go."
+    md = re.sub(r'!?\[([^\]]*)\]\([^)]*\)', r'\1', md)
+    return re.sub(r'`|\*\*|(?<!\w)[*_]|[*_](?!\w)|<[^>]+>', '', md).strip()
+
+
+def discover(nbs: Path = NBS) -> list[Page]:
     "Home, then chapters in name order, then benchmarks: found by glob, so renamed chapters need no change here."
-    found = [(NBS/'index.ipynb', '')] * (NBS/'index.ipynb').exists()
-    found += [(p, 'Chapters') for p in sorted(NBS.glob('[0-9]*.ipynb'))]
-    found += [(p, 'Benchmarks') for p in sorted((NBS/'benchmarks').glob('*.ipynb'))]
+    found = [(nbs/'index.ipynb', '')] * (nbs/'index.ipynb').exists()
+    found += [(p, 'Chapters') for p in sorted(nbs.glob('[0-9]*.ipynb'))]
+    found += [(p, 'Benchmarks') for p in sorted((nbs/'benchmarks').glob('*.ipynb'))]
     pages = []
     for p, section in found:
         nb = json.loads(p.read_text(encoding='utf-8'))
-        pages.append(Page(p, page_url(p), nb_title(nb, p.stem), section, nb))
+        pages.append(Page(p, page_url(p, nbs), nb_title(nb, p.stem), section, nb))
     urls = [pg.url for pg in pages]
     dup = {u for u in urls if urls.count(u) > 1}
     if dup: raise SystemExit(f'two notebooks would build the same page: {sorted(dup)}')
@@ -150,9 +158,16 @@ _re_html_link = re.compile(r'''(\b(?:href|src)=)(["'])(.*?)\2''', re.I)
 _re_ref_link = re.compile(r'^(\s{0,3}\[[^\]]+\]:\s*<?)(\S+?)(>?(?:\s.*)?)$', re.M)
 
 
+def anchor(frag: str) -> str:
+    "A heading's id on a built notebook page (mkdocs-jupyter's: lower case), from Jupyter's (`#The-end`) or nbdev's."
+    frag = unicodedata.normalize('NFKD', unquote(frag)).encode('ascii', 'ignore').decode('ascii')
+    return re.sub(r'[-\s]+', '-', re.sub(r'[^\w\s-]', '', frag).strip().lower())
+
+
 class Linker:
     "Rewrites the links of one page's markdown: notebooks to their built pages, files in nbs/ copied alongside."
-    def __init__(self, pages: list[Page], cfg):
+    def __init__(self, pages: list[Page], cfg, nbs: Path = NBS):
+        self.nbs = nbs.resolve()
         self.by_src = {pg.src.resolve(): pg for pg in pages}
         self.by_url = {pg.url: pg for pg in pages}
         self.blob = f"{cfg.get('git_url', '').rstrip('/')}/blob/{cfg.get('branch', 'main')}/"
@@ -160,13 +175,15 @@ class Linker:
         self.problems: list[str] = []
 
     def target(self, page: Page, link: str) -> str:
-        if re.match(r'^[a-zA-Z][a-zA-Z0-9+.-]*:', link) or link.startswith(('#', '/')) or not link: return link
+        if link.startswith('#'): return '#' + anchor(link[1:])
+        if re.match(r'^[a-zA-Z][a-zA-Z0-9+.-]*:', link) or link.startswith('/') or not link: return link
         path, hash_, frag = link.partition('#')
+        frag = anchor(frag)
         p = (page.src.parent/path).resolve()
         here = posixpath.dirname(page.url) or '.'
         to = lambda url: posixpath.relpath(url, here) + hash_ + frag
         if p in self.by_src: return to(self.by_src[p].url)                        # 01_models.ipynb
-        try: rel = p.relative_to(NBS.resolve()).as_posix()
+        try: rel = p.relative_to(self.nbs).as_posix()
         except ValueError: rel = None
         if rel is not None and rel.endswith('.html') and rel in self.by_url: return to(rel)   # nbdev's models.html
         if p.is_file() and rel is not None:                                       # a figure or table in nbs/
@@ -174,7 +191,7 @@ class Linker:
         if p.exists():                                                            # elsewhere in the repository
             try: return self.blob + p.relative_to(ROOT.resolve()).as_posix() + hash_ + frag
             except ValueError: pass
-        self.problems.append(f'{page.src.relative_to(ROOT)}: link to {link!r}, which is not in the repository')
+        self.problems.append(f'{page.src}: link to {link!r}, which is not in the repository')
         return link
 
     def markdown(self, page: Page, s: str) -> str:
@@ -183,12 +200,25 @@ class Linker:
         return _re_html_link.sub(lambda m: m.group(1) + m.group(2) + self.target(page, m.group(3)) + m.group(2), s)
 
 
+def code_in_headings(md: str) -> str:
+    """`code` in a heading as <code>code</code>: mkdocs-jupyter drops `code` from the table of contents' anchors but
+    nbconvert keeps it in the heading's id, so the contents' links would miss (e.g. of the heading "# The `recyclenet` command")."""
+    out, fence = [], None
+    for line in md.split('\n'):
+        if m := re.match(r'\s{0,3}(```+|~~~+)', line):
+            fence = None if fence and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence) else (fence or m.group(1))
+        elif not fence and re.match(r'\s{0,3}#{1,6}\s', line):
+            line = re.sub(r'`([^`]+)`', lambda c: f'<code>{html.escape(c.group(1))}</code>', line)
+        out.append(line)
+    return '\n'.join(out)
+
+
 def staged_nb(page: Page, linker: Linker) -> dict:
     "The notebook as the builder gets it: shown cells only, links rewritten."
     nb = copy.deepcopy(page.nb)
     nb['cells'] = shown_cells(page.nb)
     for c in nb['cells']:
-        if c['cell_type'] == 'markdown': c['source'] = linker.markdown(page, _src(c))
+        if c['cell_type'] == 'markdown': c['source'] = code_in_headings(linker.markdown(page, _src(c)))
     nb.setdefault('metadata', {}).pop('widgets', None)      # (widget state would pull a widget manager from a CDN)
     return nb
 
@@ -228,7 +258,13 @@ def api_page(mod: str, syms: dict, pages_by_url: dict, problems: list) -> str:
     for line, sym, obj, doc in sorted(entries, key=lambda e: (e[0] == 0, e[0], e[1])):
         name = sym[len(mod)+1:]
         r = show_doc(obj, name=name, title_level=2 + name.count('.'))
-        text = r._repr_markdown_() if hasattr(r, '_repr_markdown_') else str(r)
+        if r is None:      # show_doc skips type-dispatched methods (fastai's encodes): document the function under it
+            f = getattr(obj, '_f', None) or (obj.first() if callable(getattr(obj, 'first', None)) else None)
+            r = show_doc(f, name=name, title_level=2 + name.count('.')) if f else None
+        if r is None: problems.append(f'show_doc has nothing for {sym}'); continue
+        text = r._repr_markdown_()
+        h, esc = '#' * (2 + name.count('.')), name.replace('_', r'\_')   # (__x__ in a heading would read as bold)
+        text = text.replace(f'\n{h} {name}\n', f'\n{h} {esc}\n', 1)
         text = text.replace('#LNone)', f'#L{line})' if line else ')')   # (nbdev 2.4 looks the line up by object)
         chapter = pages_by_url.get(doc.partition('#')[0])
         if chapter:                                                 # where the chapter teaches it
@@ -257,7 +293,7 @@ def mkdocs_config(cfg, pages: list[Page], mods: list[str], docs_dir: Path, site_
                                 'pymdownx.highlight', 'pymdownx.superfences'],
         # (no 'offline' plugin: it loads a Worker shim from unpkg.com; search needs the site served over http)
         'plugins': ['search',
-                    {'mkdocs-jupyter': {'execute': False, 'include_source': False, 'cache': False,
+                    {'mkdocs-jupyter': {'execute': False, 'include_source': False, 'cache': False, 'no_prompt': True,
                                         'ignore_h1_titles': True, 'include': ['*.ipynb'],
                                         'remove_tag_config': {'remove_input_tags': [HIDE_INPUT],
                                                               'remove_all_outputs_tags': [HIDE_OUTPUT]}}}],
@@ -276,14 +312,14 @@ def _jupyter_env() -> dict:
     return env
 
 
-def build(out: Path | str = ROOT/'_docs', quiet: bool = True) -> dict:
-    "Build the site into `out`; returns what was built: {'pages', 'modules', 'problems'}."
+def build(out: Path | str = ROOT/'_docs', nbs: Path = NBS, api: bool = True, quiet: bool = True) -> dict:
+    "Build the site of the notebooks in `nbs` (and the API reference) into `out`: {'pages', 'modules', 'problems', 'out'}."
     import yaml
-    out, cfg = Path(out).resolve(), settings()
-    pages = discover()
-    linker, problems = Linker(pages, cfg), []
+    out, cfg, nbs = Path(out).resolve(), settings(), Path(nbs)
+    pages = discover(nbs)
+    linker, problems = Linker(pages, cfg, nbs), []
     d = modidx()
-    mods = sorted(m for m in d['syms'] if any(_public(s, m) for s in d['syms'][m]))
+    mods = sorted(m for m in d['syms'] if any(_public(s, m) for s in d['syms'][m])) if api else []
     cwd = os.getcwd(); os.chdir(ROOT)                     # (nbdev reads settings.ini from the working directory)
     try:
         with tempfile.TemporaryDirectory(prefix='recyclenet-docs-') as tmp:
@@ -292,7 +328,7 @@ def build(out: Path | str = ROOT/'_docs', quiet: bool = True) -> dict:
                 f = docs/pg.staged; f.parent.mkdir(parents=True, exist_ok=True)
                 f.write_text(json.dumps(staged_nb(pg, linker), ensure_ascii=False), encoding='utf-8')
             for a in linker.assets:
-                f = docs/a.relative_to(NBS.resolve()); f.parent.mkdir(parents=True, exist_ok=True); shutil.copy2(a, f)
+                f = docs/a.relative_to(nbs.resolve()); f.parent.mkdir(parents=True, exist_ok=True); shutil.copy2(a, f)
             by_url = {pg.url: pg for pg in pages}
             (docs/'api').mkdir(exist_ok=True)
             for m in mods: (docs/'api'/f'{m}.md').write_text(api_page(m, d['syms'][m], by_url, problems), encoding='utf-8')
@@ -325,7 +361,7 @@ def chrome(width=1280, height=900):
     return webdriver.Chrome(options=opts, service=Service(drv) if drv else None)
 
 
-def screenshot(site: Path, page_url: str, path: Path, width=1100, height=760):
+def screenshot(site: Path, page_url: str, path: Path, width=1280, height=800):
     "A picture of `page_url` of the built `site`, scrolled to its first figure; a small PNG (palette)."
     from PIL import Image
     import io
@@ -334,6 +370,7 @@ def screenshot(site: Path, page_url: str, path: Path, width=1100, height=760):
         d.get((Path(site).resolve()/page_url).as_uri())
         d.execute_script("""const i = [...document.querySelectorAll('article img')].find(i => i.naturalWidth > 0);
                             if (i) { i.scrollIntoView({block: 'center'}); }""")
+        time.sleep(1)                                   # (the header's title changes over with a transition)
         png = d.get_screenshot_as_png()
     finally: d.quit()
     img = Image.open(io.BytesIO(png)).convert('RGB').quantize(colors=128, method=Image.Quantize.MEDIANCUT)
