@@ -171,6 +171,7 @@ class Linker:
         self.by_src = {pg.src.resolve(): pg for pg in pages}
         self.by_url = {pg.url: pg for pg in pages}
         self.blob = f"{cfg.get('git_url', '').rstrip('/')}/blob/{cfg.get('branch', 'main')}/"
+        self.tree = self.blob.replace('/blob/', '/tree/', 1)
         self.assets: set[Path] = set()
         self.problems: list[str] = []
 
@@ -189,7 +190,7 @@ class Linker:
         if p.is_file() and rel is not None:                                       # a figure or table in nbs/
             self.assets.add(p); return link
         if p.exists():                                                            # elsewhere in the repository
-            try: return self.blob + p.relative_to(ROOT.resolve()).as_posix() + hash_ + frag
+            try: return (self.blob if p.is_file() else self.tree) + p.relative_to(ROOT.resolve()).as_posix() + hash_ + frag
             except ValueError: pass
         self.problems.append(f'{page.src}: link to {link!r}, which is not in the repository')
         return link
