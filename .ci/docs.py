@@ -179,10 +179,9 @@ class Linker:
         if link.startswith('#'): return '#' + anchor(link[1:])
         if re.match(r'^[a-zA-Z][a-zA-Z0-9+.-]*:', link) or link.startswith('/') or not link: return link
         path, hash_, frag = link.partition('#')
-        frag = anchor(frag)
         p = (page.src.parent/path).resolve()
         here = posixpath.dirname(page.url) or '.'
-        to = lambda url: posixpath.relpath(url, here) + hash_ + frag
+        to = lambda url: posixpath.relpath(url, here) + hash_ + anchor(frag)       # (a page's anchors are lower case)
         if p in self.by_src: return to(self.by_src[p].url)                        # 01_models.ipynb
         try: rel = p.relative_to(self.nbs).as_posix()
         except ValueError: rel = None
