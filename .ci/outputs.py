@@ -1,0 +1,49 @@
+#!/usr/bin/env python
+"""Rebuild the chapters' committed outputs from a run on the full TrashNet, writing them into the notebooks.
+
+    RECYCLENET_DATA=path/to/trashnet RECYCLENET_MODEL=runs/recyclenet/model.pth python .ci/outputs.py [CHAPTER ...]
+
+`RECYCLENET_DATA` is TrashNet (a folder or `dataset-resized.zip`), `RECYCLENET_MODEL` the `model.pth` of README command
+1 on it: the chapters draw their figures (sample grids, class balance, augmentations, curves, attention maps, confusion
+matrices, most-confused photos, shifted examples) from those two, and their tests from the bundled sample. Each chapter
+runs top to bottom, `slow` cells included (`gpu` cells are skipped), as nbdev_test runs it; its outputs are written in
+place and `nbdev_clean` strips the metadata, never the outputs. CI runs the same chapters on the sample and writes nothing.
+"""
+import argparse, os, sys, time
+from pathlib import Path
+from execnb.nbio import read_nb, write_nb
+from execnb.shell import CaptureShell
+
+root = Path(__file__).resolve().parent.parent
+SKIP = ('gpu',)                                       # directives of cells that need hardware this machine may lack
+MAX_MB = 15                                           # the whole nbs/ folder, outputs included
+
+def _skip(cell):
+    src = cell.source.lstrip()
+    return cell.cell_type != 'code' or 'nbdev_export(' in src or any(f'#| {f}' in src.splitlines()[0:3] for f in SKIP)
+
+def rebuild(nb_path: Path):
+    "Execute the notebook at `nb_path` from its folder and write it back with its new outputs."
+    nb, cwd, t = read_nb(nb_path), os.getcwd(), time.time()
+    for c in nb.cells:
+        if c.cell_type == 'code': c.outputs, c.execution_count = [], None
+    os.chdir(nb_path.parent)
+    try: CaptureShell(path=nb_path.parent).run_all(nb, exc_stop=True, preproc=_skip)
+    finally: os.chdir(cwd)
+    write_nb(nb, nb_path)
+    print(f'{nb_path.relative_to(root)}: {time.time() - t:.0f} s', flush=True)
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('chapters', nargs='*', help='notebooks to rebuild (default: every chapter, nbs/[0-9]*.ipynb)')
+    a = p.parse_args()
+    missing = [v for v in ('RECYCLENET_DATA', 'RECYCLENET_MODEL') if not os.environ.get(v)]
+    if missing: sys.exit(f"outputs.py: set {' and '.join(missing)}: the full TrashNet and README command 1's model.pth on it.")
+    os.environ['RECYCLENET_MODEL'] = str(Path(os.environ['RECYCLENET_MODEL']).resolve())
+    nbs = [Path(c).resolve() for c in a.chapters] or sorted((root/'nbs').glob('[0-9]*.ipynb'))
+    for nb in nbs: rebuild(nb)
+    os.system(f"nbdev_clean --fname {' '.join(map(str, nbs))}")
+    mb = sum(f.stat().st_size for f in (root/'nbs').rglob('*') if f.is_file())/2**20
+    print(f'nbs/ is {mb:.1f} MB' + (f': over {MAX_MB} MB, shrink the figures' if mb > MAX_MB else ''))
+
+if __name__ == '__main__': main()
