@@ -2,7 +2,7 @@
 """Render nbs/index.ipynb to README.md (what `nbdev_readme` does, without needing Quarto).
 
 Runs the notebook with execnb, drops `#| hide` cells and nbdev directives, and writes markdown with each
-code cell followed by its plain-text output. `python .ci/readme.py --check` exits 1 if README.md is stale.
+code cell followed by its output: markdown as is, plain text fenced. `python .ci/readme.py --check` exits 1 if README.md is stale.
 """
 import os, re, sys
 from pathlib import Path
@@ -13,12 +13,16 @@ root = Path(__file__).resolve().parent.parent
 LINK = re.compile(r'\]\((?!https?:|#|/)([^)]+)\)')   # a relative link in a chapter's markdown
 DIRECTIVE = re.compile(r'^\s*#\s*\|.*$\n?', re.M)
 
-def _out_text(cell):
-    parts = []
+def _out_blocks(cell) -> list[str]:
+    "A code cell's outputs as README blocks: markdown (a table made with `Markdown(df.to_markdown())`) as is, text fenced."
+    blocks, text = [], []
     for o in cell.get('outputs', []):
-        if o.get('output_type') == 'stream': parts.append(''.join(o['text']))
-        elif 'data' in o and 'text/plain' in o['data']: parts.append(''.join(o['data']['text/plain']))
-    return ''.join(parts).rstrip()
+        data = o.get('data', {})
+        if o.get('output_type') == 'stream': text.append(''.join(o['text']))
+        elif 'text/markdown' in data: blocks.append(''.join(data['text/markdown']).strip())
+        elif 'text/plain' in data: text.append(''.join(data['text/plain']))
+    if out := ''.join(text).rstrip(): blocks.insert(0, f'```\n{out}\n```')
+    return blocks
 
 def render(nb_path=root/'nbs'/'index.ipynb'):
     nb, cwd = read_nb(nb_path), os.getcwd()
@@ -33,7 +37,7 @@ def render(nb_path=root/'nbs'/'index.ipynb'):
         elif c.cell_type == 'code':
             code = DIRECTIVE.sub('', src).strip()
             if code: md.append(f'```python\n{code}\n```')
-            if out := _out_text(c): md.append(f'```\n{out}\n```')
+            md.extend(_out_blocks(c))
     return '\n\n'.join(md) + '\n\n<!-- generated from nbs/index.ipynb by .ci/readme.py: edit the notebook, not this file -->\n'
 
 if __name__ == '__main__':

@@ -4,7 +4,7 @@
 
 # %% ../nbs/benchmarks/train_trashnet.ipynb #99b4bb22
 from __future__ import annotations
-import os, time
+import os
 from datetime import date
 from pathlib import Path
 import pandas as pd, torch
@@ -12,19 +12,24 @@ from .train import train
 from .learner import evaluate_file
 
 # %% auto #0
-__all__ = ['machine', 'record', 'run_row', 'bench']
+__all__ = ['CHOSEN_BY', 'machine', 'record', 'run_row', 'bench']
 
 # %% ../nbs/benchmarks/train_trashnet.ipynb #ed8267da
 def machine() -> str:
     "The machine a result was measured on, for the table."
     return f"{torch.cuda.get_device_name()}" if torch.cuda.is_available() else f"CPU, {os.cpu_count()} cores"
 
-def record(row: dict, fn) -> pd.DataFrame:
-    "Add `row` to the CSV `fn` (replacing a row with the same `name`) and rewrite its markdown twin."
+CHOSEN_BY = {'candidate': 'compared, not chosen', 'valid': 'chosen on validation photos',
+             'fixed': 'set in advance: nothing was chosen among the rows',
+             'test (before the protocol)': 'chosen by its test score, before choices were made on validation only'}
+
+def record(row: dict, fn, chosen_by='candidate') -> pd.DataFrame:
+    "Add `row` with its `chosen_by` (a key of `CHOSEN_BY`) to the CSV `fn`, replacing a row of the same `name`; rewrite its markdown twin."
+    if chosen_by not in CHOSEN_BY: raise ValueError(f'chosen_by={chosen_by!r}: use one of {list(CHOSEN_BY)}')
     fn = Path(fn); fn.parent.mkdir(exist_ok=True)
     df = pd.read_csv(fn) if fn.exists() else pd.DataFrame()
     if len(df): df = df[df['name'] != row['name']]
-    df = pd.concat([df, pd.DataFrame([row])], ignore_index=True)
+    df = pd.concat([df, pd.DataFrame([dict(row, chosen_by=chosen_by)])], ignore_index=True)
     df.to_csv(fn, index=False)
     fn.with_suffix('.md').write_text(df.to_markdown(index=False) + '\n')
     return df
@@ -44,9 +49,9 @@ def run_row(name, out) -> dict:
                 test_acc=round(100*r['test']['accuracy'], 2), test_tta=f"{tta['correct']}/{tta['total']}",
                 test_tta_acc=round(100*tta['accuracy'], 2), machine=machine(), date=str(date.today()))
 
-def bench(name, data, results, runs='runs/bench', **kw) -> pd.DataFrame:
+def bench(name, data, results, runs='runs/bench', chosen_by='candidate', **kw) -> pd.DataFrame:
     "Train `name` with `train(**kw)` on `data` (in `runs/name`) and record time, throughput and valid/test accuracy in `results`."
     train(data=data, out=Path(runs)/name, **kw)
     row = run_row(name, Path(runs)/name)
     print(row)
-    return record(row, results)
+    return record(row, results, chosen_by)
