@@ -12,7 +12,7 @@ from fastcore.all import patch, L
 from .data import SPLITS, get_trashnet, label_images, sha256sum   # (first: it quiets fastai's import)
 from .models import load_model_file, spatial_gate, attention_overlay, GATE_RANGE
 from .learner import file_learner, format_accuracy
-from fastai.vision.all import ClassificationInterpretation, Learner, CrossEntropyLossFlat, hook_output
+from fastai.vision.all import ClassificationInterpretation, hook_output
 
 # %% auto #0
 __all__ = ['HEATMAPS', 'REPORT_FILES', 'split_dl', 'RecycleInterpretation', 'attention_maps', 'gradcam', 'heatmaps',

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_recipes.ipynb #5f616ccc
 from __future__ import annotations
-import random, time, warnings
+import os, random, time, warnings
 from pathlib import Path
 
 import numpy as np, pandas as pd, torch, torch.nn as nn
@@ -17,7 +17,8 @@ from fastai.callback.fp16 import MixedPrecision
 
 # %% auto #0
 __all__ = ['step_schedule', 'mix_callbacks', 'fit_recyclenet', 'paper_sgd', 'plot_history', 'body_stages', 'trunk_depth',
-           'cache_features', 'CachedViews', 'FromStage', 'later_params', 'cached_learner', 'probe_weights', 'fit_probe']
+           'overlapped', 'cache_features', 'CachedViews', 'FromStage', 'later_params', 'cached_learner',
+           'probe_weights', 'fit_probe']
 
 # %% ../nbs/04_recipes.ipynb #5e64bebd
 def step_schedule(lr, n_epoch, every=40, gamma=0.1):
@@ -133,15 +134,25 @@ def trunk_depth(model: RecycleNet, stride=16, size=64) -> int:
     return depth
 
 # %% ../nbs/04_recipes.ipynb #3d6ce495
+def overlapped(dl, views=1):
+    "`dl` with its augmentations moved to a worker process when it runs them in this one on a CPU; the torch threads to leave to this one."
+    cores, threads = os.cpu_count() or 1, torch.get_num_threads()
+    if dl.fake_l.num_workers or dl.device.type != 'cpu' or cores < 2 or views*len(dl.dataset) < PROGRESS_MIN: return dl, threads
+    return dl.new(num_workers=1, persistent_workers=views > 1), max(1, min(threads, cores - 1))
+
 def cache_features(trunk: nn.Module, dl, views=1) -> tuple[torch.Tensor, torch.Tensor]:
     "The frozen `trunk`'s outputs (fp16) over `views` passes of `dl` (fresh augmentations each pass), and the targets."
     xs, ys = [], []
     trunk.eval()
+    dl, threads = overlapped(dl, views)
     batches = (b for _ in range(views) for b in dl)
-    with torch.no_grad():
-        for xb, yb in progress(batches, f'caching {views} view(s) of {len(dl.dataset)} photos, batches', views*len(dl),
-                               show=views*len(dl.dataset) >= PROGRESS_MIN):
-            xs.append(trunk(xb).half()); ys.append(yb)
+    was = torch.get_num_threads(); torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            for xb, yb in progress(batches, f'caching {views} view(s) of {len(dl.dataset)} photos, batches', views*len(dl),
+                                   show=views*len(dl.dataset) >= PROGRESS_MIN):
+                xs.append(trunk(xb).half()); ys.append(yb)
+    finally: torch.set_num_threads(was)
     return torch.cat(xs), torch.cat(ys)
 
 class CachedViews:

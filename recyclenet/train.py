@@ -73,7 +73,7 @@ def model_card(config: dict) -> str:
     return '\n'.join([f"# RecycleNet model: {c['arch']}" + (f" + {c['attention']} attention" if c.get('attention') else ''),
         '', f"Classes: {', '.join(c['classes'])}. Input: {c.get('size')} px ({c.get('resize', 'crop')}), recipe {c.get('recipe')}, "
         f"{'ImageNet weights' if c.get('pretrained') else 'from scratch'}, seed {c.get('seed')}.",
-        '', f"Data: `{c.get('data')}`, {c.get('split')} split" + (f" (split files sha256: " + ', '.join(
+        '', f"Data: `{c.get('data')}`, {c.get('split')} split" + (" (split files sha256: " + ', '.join(
             f"{s} {h[:12]}" for s, h in c['split_sha256'].items()) + ')' if c.get('split_sha256') else '') + '.',
         '', f"Accuracy: validation {score('valid')}, test {score('test')}.",
         '', 'Versions: ' + ', '.join(f'{k} {v}' for k, v in c.get('versions', {}).items()) + f". Written {c.get('date')}.",
