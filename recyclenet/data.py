@@ -149,7 +149,11 @@ def to_rgb(im: Image.Image) -> Image.Image:
 
 def load_rgb(fn, draft=None) -> Image.Image:
     "Open `fn` (path, bytes, file object or PIL image) upright (EXIF orientation applied) as 8-bit RGB."
-    im = fn if isinstance(fn, Image.Image) else Image.open(io.BytesIO(fn) if isinstance(fn, bytes) else fn)
+    try: im = fn if isinstance(fn, Image.Image) else Image.open(io.BytesIO(fn) if isinstance(fn, bytes) else fn)
+    except UnidentifiedImageError:
+        if not isinstance(fn, bytes): raise
+        raise UnidentifiedImageError(f"{len(fn)} bytes that are no image PIL can read (JPEG, PNG, WebP, ...): "
+                                     f"they begin {fn[:8]!r}") from None
     if draft and im.format == 'JPEG': im.draft('RGB', draft)   # decode at 1/2, 1/4 or 1/8 scale, still >= `draft`
     im.load()
     return to_rgb(ImageOps.exif_transpose(im))

@@ -12,7 +12,7 @@ from fastcore.all import L
 from .data import SPLITS, SPLIT_PCT, get_trashnet
 from .augment import trashnet_dls
 from .models import (recyclenet_model, ChannelGate, SpatialGate, RecycleNet, atomic_save, load_model_file,
-                               attention_overlay, GATE_RANGE)
+                               load_torch_file, attention_overlay, GATE_RANGE)
 from fastai.vision.all import (Learner, DataLoaders, Callback, Normalize, accuracy, error_rate, Adam,
                                CrossEntropyLossFlat, LabelSmoothingCrossEntropyFlat, hook_outputs, rank_distrib)
 from fastai.callback.channelslast import ChannelsLast
@@ -150,13 +150,7 @@ def load_checkpoint(fn, learn) -> dict:
     "Restore model, optimiser and random states from the `last.pth` checkpoint `fn` into `learn`; return it."
     fn = Path(fn)
     if not fn.exists(): raise FileNotFoundError(f"No checkpoint to resume from at {fn}: train without --resume first.")
-    try: ck = torch.load(fn, map_location='cpu', weights_only=True)
-    except Exception as e:
-        if 'Weights only load failed' in str(e):
-            raise ValueError(f"Checkpoint {fn} is refused: it holds pickled code or objects, which `recyclenet train` never "
-                             "writes. Delete it and train from the start.") from None
-        raise ValueError(f"Checkpoint {fn} is unreadable ({type(e).__name__}): it may be truncated. "
-                         "Delete it and train from the start.") from None
+    ck = load_torch_file(fn, 'Checkpoint', 'Delete it and train from the start.')
     check_config(ck['config'], learn.config, fn)
     _unwrap(learn.model).load_state_dict(ck['model'])
     if learn.opt is None: learn.create_opt()

@@ -15,9 +15,9 @@ from fastai.vision.all import Module, imagenet_stats, default_device
 # %% auto #0
 __all__ = ['COMBINE', 'BLOCK_ATTENTION', 'TORCHVISION_ARCHS', 'LITE_ARCHS', 'ARCHS', 'ATTENTIONS', 'PAPER_PARAMS', 'GATE_RANGE',
            'ChannelGate', 'SpatialGate', 'AttentionModule', 'se_block', 'cbam_block', 'add_block_attention',
-           'RecycleNet', 'offline_weights', 'read_state_dict', 'load_weights', 'recyclenet_model', 'n_params',
-           'param_table', 'spatial_gate', 'attention_overlay', 'atomic_save', 'provenance', 'save_model_file',
-           'load_model_file']
+           'RecycleNet', 'offline_weights', 'pickled_imports', 'load_torch_file', 'read_state_dict', 'load_weights',
+           'recyclenet_model', 'n_params', 'param_table', 'spatial_gate', 'attention_overlay', 'atomic_save',
+           'provenance', 'save_model_file', 'load_model_file']
 
 # %% ../nbs/02_models.ipynb #e05d8d4a
 class ChannelGate(Module):
@@ -104,16 +104,37 @@ def offline_weights(arch) -> Path | None:
     except ImportError: return None
     return Path(getattr(mod, mods[arch][1]).get_model_file_path())
 
+# %% ../nbs/02_models.ipynb #a1f3c9e2
+def pickled_imports(fn) -> list[str] | None:
+    "What the pickle in `fn` (plain, or `data.pkl` in torch's zip) would import, read without running it; None if it is no pickle."
+    import pickletools, zipfile
+    try:
+        if zipfile.is_zipfile(fn):
+            with zipfile.ZipFile(fn) as z: data = z.read(next(n for n in z.namelist() if n.endswith('data.pkl')))
+        else: data = Path(fn).read_bytes()
+        names, strings = [], []
+        for op, arg, _ in pickletools.genops(data):
+            if op.name == 'GLOBAL': names.append(arg.replace(' ', '.'))
+            elif op.name == 'STACK_GLOBAL' and len(strings) >= 2: names.append('.'.join(strings[-2:]))
+            elif isinstance(arg, str): strings.append(arg)
+        return names
+    except Exception: return None
+
+def load_torch_file(fn, what='Model file', fix='Use a model.pth written by `recyclenet train`.'):
+    "`torch.load` of tensors and plain containers only; otherwise a one-line `ValueError`: `what` `fn`, why, and `fix`."
+    try: return torch.load(fn, map_location='cpu', weights_only=True)
+    except Exception as e:
+        code = [n for n in dict.fromkeys(pickled_imports(fn) or ()) if not n.startswith(('torch.', 'collections.'))]
+        why = (f"is refused: it holds pickled code or objects (it would import {', '.join(code[:3])})" if code
+               else f"is unreadable or truncated ({type(e).__name__})")
+        raise ValueError(f"{what} {fn} {why}. {fix}") from None
+
 # %% ../nbs/02_models.ipynb #a3146ed6
 def read_state_dict(fn) -> dict:
     "A state dict from the file `fn`, loaded safely (`weights_only`), unwrapped from `{'model': ...}` or `{'state_dict': ...}`."
     fn = Path(fn)
     if not fn.is_file(): raise FileNotFoundError(f"Weights file {fn} does not exist.")
-    try: sd = torch.load(fn, map_location='cpu', weights_only=True)
-    except Exception as e:
-        kind = 'refused: it is a pickle that would run code or load objects that are not tensors' if 'Weights only load failed' in str(e) \
-               else f'unreadable ({type(e).__name__}: {str(e).splitlines()[0][:200]})'
-        raise ValueError(f"Weights file {fn} {kind}. Use a state dict saved with torch.save(model.state_dict(), ...).") from None
+    sd = load_torch_file(fn, 'Weights file', 'Use a state dict saved with torch.save(model.state_dict(), ...).')
     for key in ('model', 'state_dict'):
         if isinstance(sd, dict) and isinstance(sd.get(key), dict): sd = sd[key]
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
@@ -245,10 +266,7 @@ def load_model_file(fn, device=None) -> RecycleNet:
     "Rebuild the `RecycleNet` saved by `save_model_file` in `fn` (safely, with no download), in eval mode."
     fn = Path(fn)
     if not fn.is_file(): raise FileNotFoundError(f"Model file {fn} does not exist.")
-    try: ck = torch.load(fn, map_location='cpu', weights_only=True)
-    except Exception as e:
-        why = 'refused: it holds pickled code or objects' if 'Weights only load failed' in str(e) else f'unreadable or truncated ({type(e).__name__})'
-        raise ValueError(f"Model file {fn} is {why}. Use a model.pth written by `recyclenet train`.") from None
+    ck = load_torch_file(fn, 'Model file', 'Use a model.pth written by `recyclenet train`.')
     if not isinstance(ck, dict) or 'config' not in ck or 'model' not in ck:
         raise ValueError(f"{fn} is not a RecycleNet model file (no config): use the model.pth written by `recyclenet train`.")
     c = ck['config']

@@ -396,9 +396,9 @@ FILE_CASES = [
     FileCase('truncated model file (export)',
              lambda r, d: ['export', '--model', _cut(shutil.copy(r/'model.pth', d/'cut.pth')), '--onnx', d/'m.onnx'],
              r'Model file .*cut\.pth is unreadable or truncated .* Use a model\.pth written by `recyclenet train`'),
-    FileCase('garbage bytes as model file (export)',            # (reported as "pickled code or objects": the reason is wrong)
+    FileCase('garbage bytes as model file (export)',            # (not called code: torch's refusal reads the same for both)
              lambda r, d: ['export', '--model', _write(d/'junk.pth', np.random.default_rng(0).bytes(5000)), '--onnx', d/'m.onnx'],
-             r'Model file .*junk\.pth is (unreadable|refused).* Use a model\.pth written by `recyclenet train`'),
+             r'Model file .*junk\.pth is unreadable or truncated \(.*\)\. Use a model\.pth written by `recyclenet train`'),
     FileCase('code-running pickle as model (export)',
              lambda r, d: ['export', '--model', _edit(r/'model.pth', d/'evil.pth', extra=dict(x=RunsCode(d/'pwned'))), '--onnx', d/'m.onnx'],
              r'Model file .*evil\.pth is refused: it holds pickled code or objects'),
@@ -408,7 +408,7 @@ FILE_CASES = [
     FileCase('fastai export.pkl (export)', lambda r, d: ['export', '--model', r/'export.pkl', '--onnx', d/'m.onnx'],
              r'export\.pkl is a pickle .*loading it can run any code in it.* load the model\.pth beside it'),
     FileCase('truncated checkpoint (train --resume)', lambda r, d: RESUME(_cut_ck(_run_copy(r, d))),
-             r'Checkpoint .*last\.pth is unreadable \(.*\): it may be truncated\. Delete it and train from the start\.'),
+             r'Checkpoint .*last\.pth is unreadable or truncated \(.*\)\. Delete it and train from the start\.'),
     FileCase('code-running pickle as checkpoint (train --resume)',
              lambda r, d: RESUME(_evil_ck(_run_copy(r, d), d/'pwned')),
              r'Checkpoint .*last\.pth is refused: it holds pickled code or objects'),
