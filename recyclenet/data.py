@@ -14,11 +14,11 @@ from fastai.vision.all import PILImage
 
 # %% auto #0
 __all__ = ['CLASSES', 'IMAGE_EXTS', 'TRASHNET_URL', 'TRASHNET_SHA256', 'PROGRESS_MIN', 'SPLIT_NAMES', 'SPLITS', 'SPLIT_PCT',
-           'pkg_path', 'sample_path', 'data_home', 'image_files', 'check_trashnet', 'sha256sum', 'check_sha256',
-           'unpack_zip', 'get_trashnet', 'to_rgb', 'load_rgb', 'RGBImage', 'exif_rotated', 'image_problem',
-           'verify_images', 'progress', 'make_bad_images', 'split_files', 'read_split_file', 'split_counts',
-           'official_split', 'label_images', 'stratified_split', 'split_table', 'drop_unreadable', 'plot_class_balance',
-           'audit', 'audit_summary']
+           'pkg_path', 'sample_path', 'data_home', 'walk_files', 'image_files', 'check_trashnet', 'sha256sum',
+           'check_sha256', 'unpack_zip', 'get_trashnet', 'to_rgb', 'load_rgb', 'RGBImage', 'exif_rotated',
+           'image_problem', 'verify_images', 'progress', 'make_bad_images', 'split_files', 'read_split_file',
+           'split_counts', 'official_split', 'label_images', 'stratified_split', 'split_table', 'drop_unreadable',
+           'plot_class_balance', 'audit', 'audit_summary']
 
 # %% ../nbs/00_data.ipynb #a6f4bc56
 CLASSES = ['glass', 'paper', 'cardboard', 'plastic', 'metal', 'trash']
@@ -48,12 +48,16 @@ def data_home() -> Path:
     return Path(os.environ.get('RECYCLENET_HOME', '~/.recyclenet')).expanduser()/'data'
 
 # %% ../nbs/00_data.ipynb #4f724103
-def _is_junk(p: Path) -> bool: return p.name.startswith('.') or '__MACOSX' in p.parts
+def _is_junk(p: Path) -> bool: return any(s.startswith('.') or s == '__MACOSX' for s in p.parts)   # (hidden, macOS zip junk)
+
+def walk_files(folder, exts=None) -> list[Path]:
+    "Files in `folder` (recursively; only suffixes in `exts` if given), hidden files and folders and macOS junk left out, sorted."
+    return sorted(p for p in Path(folder).rglob('*')
+                  if (exts is None or p.suffix.lower() in exts) and p.is_file() and not _is_junk(p.relative_to(folder)))
 
 def image_files(folder) -> list[Path]:
     "Image files in `folder` (recursively), skipping macOS junk and hidden files, sorted."
-    return sorted(p for p in Path(folder).rglob('*')
-                  if p.suffix.lower() in IMAGE_EXTS and p.is_file() and not _is_junk(p.relative_to(folder)))
+    return walk_files(folder, IMAGE_EXTS)
 
 def check_trashnet(path, classes=CLASSES) -> Path:
     "Raise a clear error unless `path` holds one non-empty folder per class; return `path`."

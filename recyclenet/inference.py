@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np, pandas as pd, torch
 from PIL import Image
-from .data import PROGRESS_MIN, progress, load_rgb, image_problem, image_files, get_trashnet
+from .data import PROGRESS_MIN, progress, load_rgb, image_problem, image_files, walk_files, get_trashnet
 from .augment import input_size
 from .models import load_model_file
 
@@ -155,7 +155,7 @@ def expand_paths(paths) -> list[Path]:
     "Files named in `paths`, folders expanded recursively (hidden files and macOS junk left out), in order."
     out = []
     for p in map(Path, paths if isinstance(paths, (list, tuple)) else [paths]):
-        if p.is_dir(): out += sorted(f for f in p.rglob('*') if f.is_file() and not any(s.startswith('.') or s == '__MACOSX' for s in f.relative_to(p).parts))
+        if p.is_dir(): out += walk_files(p)
         elif p.exists(): out.append(p)
         else: raise FileNotFoundError(f"{p} does not exist.")
     return out
