@@ -108,14 +108,16 @@ def offline_weights(arch) -> Path | None:
 def pickled_imports(fn) -> list[str] | None:
     "What the pickle in `fn` (plain, or `data.pkl` in torch's zip) would import, read without running it; None if it is no pickle."
     import pickletools, zipfile
+    from _compat_pickle import IMPORT_MAPPING                       # (protocol 2 spells builtins `__builtin__`)
+    name = lambda module, attr: f'{IMPORT_MAPPING.get(module, module)}.{attr}'
     try:
         if zipfile.is_zipfile(fn):
             with zipfile.ZipFile(fn) as z: data = z.read(next(n for n in z.namelist() if n.endswith('data.pkl')))
         else: data = Path(fn).read_bytes()
         names, strings = [], []
         for op, arg, _ in pickletools.genops(data):
-            if op.name == 'GLOBAL': names.append(arg.replace(' ', '.'))
-            elif op.name == 'STACK_GLOBAL' and len(strings) >= 2: names.append('.'.join(strings[-2:]))
+            if op.name == 'GLOBAL': names.append(name(*arg.split(' ', 1)))
+            elif op.name == 'STACK_GLOBAL' and len(strings) >= 2: names.append(name(*strings[-2:]))
             elif isinstance(arg, str): strings.append(arg)
         return names
     except Exception: return None
