@@ -68,7 +68,8 @@ class TrainResize(Resize):
 def trashnet_dls(path, split='official', size=224, bs=32, aug='mid', resize='crop', presize=None, min_scale=0.75,
                  seed=42, classes=CLASSES, pct=SPLIT_PCT, extra_train=None, extra_augs=None, num_workers=None, device=None,
                  verbose=False):
-    "fastai `DataLoaders` (train, valid, and labelled test as `dls[2]`) for the images at `path`; `aug`: a preset name or None; `extra_augs`: albumentations transforms after it."
+    ("fastai `DataLoaders` (train, valid, and labelled test as `dls[2]`) for the images at `path`; `aug`: a preset "
+     "name or None; `extra_augs`: albumentations transforms after it.")
     set_seed(seed)
     df = split_table(path, split, seed, pct)
     if extra_train is not None: df = pd.concat([df, extra_train.assign(split='train')], ignore_index=True)
@@ -147,13 +148,15 @@ def board_colour(img, border=0.05) -> np.ndarray:
     return np.median(_edge(img, max(1, round(border*min(img.shape[:2])))), 0)
 
 def board_reference(lab, border=4, max_chroma=14., min_share=0.1):
-    "CIELAB colour (OpenCV's 8-bit scale) of the board in `lab`: the median of the `border` strip's near-grey pixels; None if under `min_share` of it is near-grey."
+    ("CIELAB colour (OpenCV's 8-bit scale) of the board in `lab`: the median of the `border` strip's near-grey pixels;"
+     " None if under `min_share` of it is near-grey.")
     strip = _edge(lab, border).astype(np.float32)                 # (8-bit LAB would wrap below 128)
     grey = strip[np.hypot(strip[:, 1] - 128, strip[:, 2] - 128) < max_chroma]
     return np.median(grey, 0) if len(grey) >= min_share*len(strip) else None
 
 def segment_object(img, min_dist=12., lightness=0.5, fallback=True) -> np.ndarray:
-    "Boolean mask (h, w) of the object in a photo on a plain board: colour distance from the board, Otsu, morphology, largest part; all of it when no board shows."
+    ("Boolean mask (h, w) of the object in a photo on a plain board: colour distance from the board, Otsu, morphology,"
+     " largest part; all of it when no board shows.")
     img = np.asarray(img)
     s, small = _work_scale(img)
     lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB).astype(np.float32)
@@ -229,7 +232,8 @@ def _palette(rng, n) -> np.ndarray:
     return p + rng.uniform(0, 0.8)*(p.mean(1, keepdims=True) - p)
 
 def _dead_leaves(rng, h, w, n=300) -> np.ndarray:
-    "Procedural clutter: the 'dead leaves' model of natural images, discs and boxes of a few colours and power-law sizes piled up."
+    ("Procedural clutter: the 'dead leaves' model of natural images, discs and boxes of a few colours and power-law "
+     "sizes piled up.")
     side = max(h, w)
     r = side*0.02*(1 - rng.random(n)*(1 - (0.02/0.4)**2))**-0.5         # radii ~ r^-3, from 2% to 40% of the side
     palette = _palette(rng, int(rng.integers(3, 9)))
@@ -246,7 +250,8 @@ def _dead_leaves(rng, h, w, n=300) -> np.ndarray:
     return to_uint8(cv2.GaussianBlur(out, (0, 0), rng.uniform(0.3, 1.5)).astype(np.float32) + rng.normal(0, 3, (h, w, 1)))
 
 def _spectral(rng, h, w) -> np.ndarray:
-    "Procedural surfaces: noise of amplitude 1/f^e (fine grain to smooth blotches), often stretched one way, sometimes folded into veins, coloured by a random ramp: stone, grain, carpet, marble."
+    ("Procedural surfaces: noise of amplitude 1/f^e (fine grain to smooth blotches), often stretched one way, "
+     "sometimes folded into veins, coloured by a random ramp: stone, grain, carpet, marble.")
     s = max(h, w)
     fy, fx = np.fft.fftfreq(s)[:, None], np.fft.fftfreq(s)[None]
     a, e = rng.uniform(0, np.pi), rng.uniform(0.9, 2)
@@ -261,7 +266,8 @@ def _spectral(rng, h, w) -> np.ndarray:
     return to_uint8(ramp + rng.normal(0, 3, (h, w, 1)))
 
 def _fabric(rng, h, w) -> np.ndarray:
-    "Procedural cloth: stripes or a plaid of a few colours with a fine weave, at a random scale and angle (tablecloths, towels, clothes)."
+    ("Procedural cloth: stripes or a plaid of a few colours with a fine weave, at a random scale and angle "
+     "(tablecloths, towels, clothes).")
     pal = _palette(rng, int(rng.integers(2, 5)))
     s = int(np.hypot(h, w)) + 2                                        # (a square that covers the frame at any angle)
     period = rng.uniform(0.02, 0.2)*s
@@ -287,7 +293,8 @@ def _photo(name) -> np.ndarray:
 def _is_grey(name) -> bool: return bool((_photo(name) == _photo(name)[..., :1]).all())
 
 def scene(name, h, w, seed=0) -> np.ndarray:
-    "An (h, w, 3) uint8 scene to put an object on: procedural (`wood`, `tiles`, `clutter`, `dead_leaves`, `spectral`, `fabric`), or a random crop of a scikit-image photo."
+    ("An (h, w, 3) uint8 scene to put an object on: procedural (`wood`, `tiles`, `clutter`, `dead_leaves`, `spectral`,"
+     " `fabric`), or a random crop of a scikit-image photo.")
     rng = np.random.default_rng(seed)
     if name == 'wood': return _wood(rng, h, w)
     if name == 'tiles': return _tiles(rng, h, w)
@@ -311,7 +318,8 @@ def feather(mask, sigma) -> np.ndarray:
 
 # %% ../nbs/01_augment.ipynb #6ac7c59a
 def background(img, severity=3, seed=0, mask=None, scenes=SCENES, clutter=()) -> np.ndarray:
-    "Replace the board around the object with a random scene (wood, tiles, brick, grass, a photo...), more of it at higher `severity`; `strew` objects cut from the `clutter` photos over it."
+    ("Replace the board around the object with a random scene (wood, tiles, brick, grass, a photo...), more of it at "
+     "higher `severity`; `strew` objects cut from the `clutter` photos over it.")
     a = severity_level([0.4, 0.6, 0.8, 0.9, 1.0], severity)
     rng = np.random.default_rng(seed)
     h, w = img.shape[:2]
@@ -324,7 +332,8 @@ def background(img, severity=3, seed=0, mask=None, scenes=SCENES, clutter=()) ->
 
 # %% ../nbs/01_augment.ipynb #0fa965b4
 class BackgroundSwap(A.ImageOnlyTransform):
-    "albumentations transform: put the segmented object on a random scene (`background` shift), on half the swaps with objects cut from `clutter` photos strewn over it."
+    ("albumentations transform: put the segmented object on a random scene (`background` shift), on half the swaps "
+     "with objects cut from `clutter` photos strewn over it.")
     def __init__(self, severity=(1, 5), scenes=SCENES, clutter=(), p=0.3):
         super().__init__(p=p)
         self.severity, self.scenes, self.clutter = (severity, severity) if isinstance(severity, int) else tuple(severity), tuple(scenes), tuple(clutter)
@@ -342,7 +351,8 @@ class BackgroundSwap(A.ImageOnlyTransform):
 # %% ../nbs/01_augment.ipynb #d5e1c0a2
 @lru_cache(maxsize=4096)
 def cutout(fn, side=192) -> tuple:
-    "The object of the photo `fn` cut off its board (`segment_object`), cropped to its box, at most `side` pixels on a side: (RGB, mask)."
+    ("The object of the photo `fn` cut off its board (`segment_object`), cropped to its box, at most `side` pixels on "
+     "a side: (RGB, mask).")
     img = load_rgb(fn, (side, side))
     img.thumbnail((side, side))
     img = np.asarray(img)
@@ -352,7 +362,8 @@ def cutout(fn, side=192) -> tuple:
     return img[box], m[box]
 
 def strew(bg, photos, seed=0, n=(1, 3), scale=(0.2, 0.5)) -> np.ndarray:
-    "Other things on the table: `n` (low, high) objects `cutout` of random `photos`, each `scale` of the frame's side, turned and scattered over `bg`."
+    ("Other things on the table: `n` (low, high) objects `cutout` of random `photos`, each `scale` of the frame's "
+     "side, turned and scattered over `bg`.")
     rng = np.random.default_rng(seed)
     out, (h, w) = np.array(bg, np.float32), bg.shape[:2]
     for _ in range(rng.integers(n[0], n[1] + 1)):
@@ -372,7 +383,8 @@ def strew(bg, photos, seed=0, n=(1, 3), scale=(0.2, 0.5)) -> np.ndarray:
 
 # %% ../nbs/01_augment.ipynb #28e938b8
 def occlude(img, seed=0, width=(0.12, 0.3)) -> np.ndarray:
-    "Something in front of the object: a limb-like bar of one random colour, shaded, reaching from an edge of the frame towards its middle."
+    ("Something in front of the object: a limb-like bar of one random colour, shaded, reaching from an edge of the "
+     "frame towards its middle.")
     rng = np.random.default_rng(seed)
     h, w = img.shape[:2]
     t, (u, v) = rng.uniform(0.1, 0.9), rng.uniform(0.3, 0.7, 2)
@@ -386,12 +398,15 @@ def occlude(img, seed=0, width=(0.12, 0.3)) -> np.ndarray:
     return to_uint8(alpha*rng.integers(0, 256, 3).astype(np.float32)*shade + (1 - alpha)*img.astype(np.float32))
 
 class Occluder(A.ImageOnlyTransform):
-    "albumentations transform: `occlude` the photo (an arm, a tool, another object in front), seeded by albumentations' generator."
+    ("albumentations transform: `occlude` the photo (an arm, a tool, another object in front), seeded by "
+     "albumentations' generator.")
     def get_params(self): return dict(seed=int(self.random_generator.integers(2**31)))
     def apply(self, img, seed=0, **params): return occlude(img, seed)
 
 def webcam_augs(p=0.25, background=0.5, clutter=()) -> list:
-    "albumentations transforms that imitate a webcam in a kitchen, each applied with probability `p`, the background swap with `background` (none uses the suite's scenes), half its swaps strewn with objects from the `clutter` photos."
+    ("albumentations transforms that imitate a webcam in a kitchen, each applied with probability `p`, the background "
+     "swap with `background` (none uses the suite's scenes), half its swaps strewn with objects from the `clutter` "
+     "photos.")
     return [A.Affine(scale=(0.4, 1.), translate_percent=(-0.2, 0.2), fill=(235, 235, 235), p=p),
             BackgroundSwap(scenes=TRAIN_SCENES + 2*PROCEDURAL, clutter=clutter, p=background),          # (the procedural scenes 3 times as often)
             Occluder(p=p),

@@ -24,7 +24,8 @@ CHOSEN_BY = {'candidate': 'compared, not chosen', 'valid': 'chosen on validation
              'test (before the protocol)': 'chosen by its test score, before choices were made on validation only'}
 
 def record(row: dict, fn, chosen_by='candidate') -> pd.DataFrame:
-    "Add `row` with its `chosen_by` (a key of `CHOSEN_BY`) to the CSV `fn`, replacing a row of the same `name`; rewrite its markdown twin."
+    ("Add `row` with its `chosen_by` (a key of `CHOSEN_BY`) to the CSV `fn`, replacing a row of the same `name`; "
+     "rewrite its markdown twin.")
     if chosen_by not in CHOSEN_BY: raise ValueError(f'chosen_by={chosen_by!r}: use one of {list(CHOSEN_BY)}')
     fn = Path(fn); fn.parent.mkdir(exist_ok=True)
     df = pd.read_csv(fn) if fn.exists() else pd.DataFrame()
@@ -35,7 +36,8 @@ def record(row: dict, fn, chosen_by='candidate') -> pd.DataFrame:
     return df
 
 def run_row(name, out) -> dict:
-    "The table row of the `train` run in folder `out`, from its `results.json` and `checkpoints/history.csv`, and its test score with mirrored photos."
+    ("The table row of the `train` run in folder `out`, from its `results.json` and `checkpoints/history.csv`, and its"
+     " test score with mirrored photos.")
     import json
     out = Path(out); r = json.loads((out/'results.json').read_text()); c = r['config']
     tta = evaluate_file(out/'model.pth', c['data'], 'test', tta=True)
@@ -50,7 +52,8 @@ def run_row(name, out) -> dict:
                 test_tta_acc=round(100*tta['accuracy'], 2), machine=machine(), date=str(date.today()))
 
 def bench(name, data, results, runs='runs/bench', chosen_by='candidate', **kw) -> pd.DataFrame:
-    "Train `name` with `train(**kw)` on `data` (in `runs/name`) and record time, throughput and valid/test accuracy in `results`."
+    ("Train `name` with `train(**kw)` on `data` (in `runs/name`) and record time, throughput and valid/test accuracy "
+     "in `results`.")
     train(data=data, out=Path(runs)/name, **kw)
     row = run_row(name, Path(runs)/name)
     print(row)

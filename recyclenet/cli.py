@@ -24,7 +24,8 @@ __all__ = ['COMMANDS', 'SPLITS', 'SHIFT_NAMES', 'PARSERS', 'command', 'one_of', 
 COMMANDS = {}
 
 def command(f):
-    "Register the `call_parse` function `f` as `recyclenet <name>` (a trailing underscore dropped, others become dashes)."
+    ("Register the `call_parse` function `f` as `recyclenet <name>` (a trailing underscore dropped, others become "
+     "dashes).")
     COMMANDS[f.__name__.rstrip('_').replace('_', '-')] = f
     return f
 
@@ -85,7 +86,8 @@ def option_type(f: dataclasses.Field):
     return PARSERS.get(f.name) or {'bool': bool, 'int': int, 'float': float}.get(f.type.split(' |')[0], str)
 
 def config_parser(prog, doc, defaults=None, skip=()) -> argparse.ArgumentParser:
-    "A parser with one option per `RunConfig` field (its comment as help, `CHOICES` as choices), `defaults` overriding the config's."
+    ("A parser with one option per `RunConfig` field (its comment as help, `CHOICES` as choices), `defaults` "
+     "overriding the config's.")
     p, helps = argparse.ArgumentParser(prog=prog, description=doc), field_help()
     for f in dataclasses.fields(RunConfig):
         if f.name in skip: continue
@@ -118,7 +120,8 @@ def _train_parser(prog):
 train.parser = _train_parser
 
 def write_run_reports(run, data):
-    "The interpretation report (confusion matrices, per-class table, most-confused photos) of the run's model on valid and test."
+    ("The interpretation report (confusion matrices, per-class table, most-confused photos) of the run's model on "
+     "valid and test.")
     from recyclenet.interpret import write_report
     for split in ('valid', 'test'):
         with contextlib.redirect_stdout(io.StringIO()): write_report(Path(run)/'model.pth', data, split, Path(run)/split, force=True)
@@ -148,7 +151,8 @@ def predict(
     tta:bool=False,                 # Average over each photo and its mirror image
     bs:int=32,                      # Batch size
 ):
-    "Label photos (files or folders) with a trained model; print the labels or write a CSV with every class's probability."
+    ("Label photos (files or folders) with a trained model; print the labels or write a CSV with every class's "
+     "probability.")
     from recyclenet.inference import load_classifier, predict_paths
     clf = load_classifier(model, backend=backend)
     df = predict_paths(clf, list(paths) if isinstance(paths, (list, tuple)) else [paths], out=out, bs=bs, tta=tta)
@@ -194,7 +198,8 @@ def report(
     force:bool=False,       # Overwrite the report of another model, dataset or split in --out
     bs:int=64,              # Batch size
 ):
-    "Write an interpretation report of a saved model: confusion matrix, per-class scores, most-confused photos, summary."
+    ("Write an interpretation report of a saved model: confusion matrix, per-class scores, most-confused photos, "
+     "summary.")
     from recyclenet.interpret import write_report
     return write_report(model, _data_arg(data), split, out or Path(model).parent/split, force, bs)
 
@@ -212,7 +217,8 @@ def robustness(
     backend:one_of('torch or onnx', 'torch', 'onnx')='torch',
     bs:int=64,              # Batch size
 ):
-    "Accuracy of a saved model on photos shifted as a real camera shifts them (background, size, light, blur, a hand...): CSV, plot, table."
+    ("Accuracy of a saved model on photos shifted as a real camera shifts them (background, size, light, blur, a "
+     "hand...): CSV, plot, table.")
     import matplotlib; matplotlib.use('Agg')
     from recyclenet.robustness import robustness_report, plot_robustness, summarise
     import matplotlib.pyplot as plt

@@ -51,7 +51,8 @@ def data_home() -> Path:
 def _is_junk(p: Path) -> bool: return any(s.startswith('.') or s == '__MACOSX' for s in p.parts)   # (hidden, macOS zip junk)
 
 def walk_files(folder, exts=None) -> list[Path]:
-    "Files in `folder` (recursively; only suffixes in `exts` if given), hidden files and folders and macOS junk left out, sorted."
+    ("Files in `folder` (recursively; only suffixes in `exts` if given), hidden files and folders and macOS junk left "
+     "out, sorted.")
     return sorted(p for p in Path(folder).rglob('*')
                   if (exts is None or p.suffix.lower() in exts) and p.is_file() and not _is_junk(p.relative_to(folder)))
 
@@ -111,7 +112,8 @@ def _find_root(folder: Path, classes=CLASSES) -> Path:
     return folder
 
 def get_trashnet(source=None, dest=None, url=TRASHNET_URL, sha256=TRASHNET_SHA256, classes=CLASSES) -> Path:
-    "Path of TrashNet's class folders (or `classes` folders), from `'sample'`, a folder, a zip archive or a download (verified)."
+    ("Path of TrashNet's class folders (or `classes` folders), from `'sample'`, a folder, a zip archive or a download "
+     "(verified).")
     source = source or os.environ.get('RECYCLENET_DATA')
     if source == 'sample': return check_trashnet(sample_path()/'dataset-resized', classes)
     dest = Path(dest) if dest else data_home()
@@ -322,7 +324,8 @@ def stratified_split(df, pct=SPLIT_PCT, seed=42, verbose=True) -> pd.DataFrame:
 
 # %% ../nbs/00_data.ipynb #1e6babc5
 def split_table(path, split='official', seed=42, pct=SPLIT_PCT) -> pd.DataFrame:
-    "(file, label, split) of the photos at `path`: the `official` split, a seeded stratified (`random`) one, or `split` itself if it is a table."
+    ("(file, label, split) of the photos at `path`: the `official` split, a seeded stratified (`random`) one, or "
+     "`split` itself if it is a table.")
     if isinstance(split, pd.DataFrame): return split
     if split == 'official': return official_split(path, verbose=False)
     if split in ('random', 'stratified'): return stratified_split(path, pct=pct, seed=seed, verbose=False)

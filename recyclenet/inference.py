@@ -20,7 +20,8 @@ __all__ = ['QUANT_METHODS', 'decode_size', 'read_image', 'to_input', 'Classifier
 
 # %% ../nbs/08_inference.ipynb #4a30f9d7
 def decode_size(size, resize='crop', aspect=4/3) -> tuple:
-    "Smallest (width, height) a photo of `aspect` must keep to fill `size` after `resize`: what JPEG draft decoding may go down to."
+    ("Smallest (width, height) a photo of `aspect` must keep to fill `size` after `resize`: what JPEG draft decoding "
+     "may go down to.")
     h, w = input_size(size)
     if resize == 'squish': return (w, h)
     return (max(w, round(h*aspect)), max(h, round(w/aspect)))
@@ -103,7 +104,8 @@ class Classifier:
             return None, (image_problem(src) if isinstance(src, (str, Path)) else '') or f'unreadable ({type(e).__name__}: {e})'
 
     def predict_batch(self, items, bs=32, tta=False, workers=2, progress=True) -> pd.DataFrame:
-        "Label many images (paths or other forms): a DataFrame of path, label, confidence, error and one column per class."
+        ("Label many images (paths or other forms): a DataFrame of path, label, confidence, error and one column per "
+         "class.")
         from recyclenet.data import progress as progress_of
         items = list(items)
         rows, chunks = [], [items[i:i+bs] for i in range(0, len(items), bs)]
@@ -191,7 +193,8 @@ def _check_images(check):
     except FileNotFoundError: raise ValueError("Pass check=[some photos] to check the export (the bundled sample is not here).") from None
 
 def calibration_photos(calibrate=None, max_photos=200) -> list[str]:
-    "Photos to calibrate int8 on: the files and folders in `calibrate` (else the bundled sample), at most `max_photos` spread evenly."
+    ("Photos to calibrate int8 on: the files and folders in `calibrate` (else the bundled sample), at most "
+     "`max_photos` spread evenly.")
     if calibrate is None:
         try: files = image_files(get_trashnet('sample'))
         except FileNotFoundError: raise ValueError("Pass calibrate=<folder of photos> to quantise (the bundled sample is not here).") from None
@@ -211,12 +214,14 @@ def calibration_photos(calibrate=None, max_photos=200) -> list[str]:
 QUANT_METHODS = ('minmax', 'percentile', 'entropy')
 
 def _float_nodes(graph, keep_float) -> list[str]:
-    "Names of the ONNX nodes that come from the RecycleNet modules named in `keep_float` (e.g. 'attention', 'head', 'body.conv_stem')."
+    ("Names of the ONNX nodes that come from the RecycleNet modules named in `keep_float` (e.g. 'attention', 'head', "
+     "'body.conv_stem').")
     prefixes = tuple('/' + m.strip('.').replace('.', '/') + '/' for m in keep_float)
     return [n.name for n in graph.node if n.name.startswith(prefixes)]
 
 def _static_padding(model, h, w):
-    "A copy of `model` whose TF-'same' convolutions (EfficientNet-Lite's) pad by constants worked out for an `h`x`w` input."
+    ("A copy of `model` whose TF-'same' convolutions (EfficientNet-Lite's) pad by constants worked out for an `h`x`w` "
+     "input.")
     # timm works that padding out from the input's shape at run time: exported, it is float arithmetic on shapes,
     # which int8 quantisation would round (shifting feature maps by a pixel). Constants keep the graph exact.
     import copy, math
@@ -236,7 +241,8 @@ def _static_padding(model, h, w):
 
 def export_onnx(model_file, out=None, quantize=False, check=None, calibrate=None, method='minmax',
                 keep_float=('attention', 'head'), qformat='qoperator', verbose=True) -> tuple[Path, float]:
-    "Export `model_file` to ONNX at `out` (config in its metadata), optionally int8; return it and its max difference from PyTorch."
+    ("Export `model_file` to ONNX at `out` (config in its metadata), optionally int8; return it and its max difference"
+     " from PyTorch.")
     import onnx
     from onnxruntime.quantization import CalibrationDataReader
     if method not in QUANT_METHODS: raise ValueError(f"method={method!r}: use one of {', '.join(QUANT_METHODS)}.")

@@ -95,7 +95,8 @@ def plot_confusion(self: RecycleInterpretation, cmap='Blues', figsize=None):
 # %% ../nbs/07_interpret.ipynb #53016bee
 @patch
 def confused_idxs(self: RecycleInterpretation, min_val=1, per_pair=None) -> list:
-    "Indices of the misclassified photos of the `most_confused(min_val)` pairs (`per_pair` of each at most): most frequent pair first, worst first."
+    ("Indices of the misclassified photos of the `most_confused(min_val)` pairs (`per_pair` of each at most): most "
+     "frequent pair first, worst first.")
     o2i, idxs = {v: i for i, v in enumerate(self.vocab)}, []
     for actual, pred, _ in self.most_confused(min_val):
         i = torch.where((self.targs == o2i[actual]) & (self.decoded == o2i[pred]))[0]
@@ -172,7 +173,8 @@ def plot_images(self: RecycleInterpretation, idxs, title='', heatmap='auto', nco
 
 @patch
 def plot_most_confused(self: RecycleInterpretation, min_val=1, n=12, per_pair=4, **kwargs):
-    "Grid of up to `n` photos of the `most_confused(min_val)` pairs, `per_pair` of each at most: most frequent pair first, worst first."
+    ("Grid of up to `n` photos of the `most_confused(min_val)` pairs, `per_pair` of each at most: most frequent pair "
+     "first, worst first.")
     pairs = ', '.join(f'{a}→{p} ({k})' for a, p, k in self.most_confused(min_val)[:4])
     return self.plot_images(self.confused_idxs(min_val, per_pair)[:n], f'Most confused on {self.split}: {pairs or "none"}', **kwargs)
 
@@ -200,7 +202,8 @@ def interpret_file(model_file, data='sample', split='test', bs=64) -> RecycleInt
 REPORT_FILES = ('confusion_matrix.png', 'per_class.csv', 'most_confused.png', 'report.md', 'report.json')
 
 def check_report_dir(out, run: dict, force=False):
-    "Raise unless `out` has no report files, or holds the report of the same `run` (model sha256, data, split), or `force`."
+    ("Raise unless `out` has no report files, or holds the report of the same `run` (model sha256, data, split), or "
+     "`force`.")
     out = Path(out)
     found = [f for f in REPORT_FILES if (out/f).exists()]
     if not found or force: return
@@ -219,7 +222,8 @@ def _md_table(df) -> str:
     return '\n'.join(['| ' + ' | '.join(rows[0]) + ' |', '|' + '---|'*len(rows[0])] + ['| ' + ' | '.join(r) + ' |' for r in rows[1:]])
 
 def report_markdown(interp, model_file, data, top=5) -> str:
-    "A short markdown summary of `interp`: model, data, accuracy, per-class table, confused pairs, worst photos, figures."
+    ("A short markdown summary of `interp`: model, data, accuracy, per-class table, confused pairs, worst photos, "
+     "figures.")
     c = interp.learn.model.config
     pairs = '\n'.join(f'- {a} → {p}: {n}' for a, p, n in interp.most_confused()[:8]) or '- none'
     worst = interp.table(interp.top_losses(top)[1])
@@ -247,7 +251,8 @@ def report_markdown(interp, model_file, data, top=5) -> str:
 """
 
 def write_report(model_file, data='sample', split='test', out='report', force=False, bs=64, min_val=1, n=12, per_pair=4) -> RecycleInterpretation:
-    "Write the confusion matrix, per-class CSV, most-confused grid and a markdown summary of `model_file` on `split` to `out`."
+    ("Write the confusion matrix, per-class CSV, most-confused grid and a markdown summary of `model_file` on `split` "
+     "to `out`.")
     import matplotlib.pyplot as plt
     if split not in SPLITS: raise ValueError(f"split={split!r}: use 'train', 'valid' or 'test'.")
     if not Path(model_file).is_file(): raise FileNotFoundError(f"Model file {model_file} does not exist.")

@@ -32,7 +32,8 @@ def recyclenet_splitter(model: RecycleNet) -> list:
     return [body, att, head] if att else [body, head]
 
 class RecycleLearner(Learner):
-    "A fastai `Learner` whose `freeze` trains all new layers (attention and head) and keeps the pretrained backbone fixed."
+    ("A fastai `Learner` whose `freeze` trains all new layers (attention and head) and keeps the pretrained backbone "
+     "fixed.")
     def freeze(self): self.freeze_to(-len(self.splitter(self.model)) + 1)
 
 def add_normalize(dls, stats):
@@ -94,14 +95,16 @@ class AttentionCallback(Callback):
 
 # %% ../nbs/03_learner.ipynb #7a7dd10c
 def suggest_lr(learn, show_plot=True, num_it=None) -> float:
-    "Run fastai's `lr_find` for `num_it` batches (default: 10 epochs' worth, at most 100) and return its valley suggestion (clipped to [1e-5, 1e-1])."
+    ("Run fastai's `lr_find` for `num_it` batches (default: 10 epochs' worth, at most 100) and return its valley "
+     "suggestion (clipped to [1e-5, 1e-1]).")
     num_it = num_it or min(100, 10*len(learn.dls.train))
     with learn.no_logging(): res = learn.lr_find(num_it=num_it, show_plot=show_plot)
     return float(np.clip(res.valley, 1e-5, 1e-1))
 
 # %% ../nbs/03_learner.ipynb #6a73a9f7
 def _rng_state(learn) -> dict:
-    "Every random state training draws from: Python's (albumentations draws its seeds there), NumPy's, torch's, the train loader's."
+    ("Every random state training draws from: Python's (albumentations draws its seeds there), NumPy's, torch's, the "
+     "train loader's.")
     s = dict(py=random.getstate(), np=np.random.get_state()[1].tolist(), np_pos=int(np.random.get_state()[2]),
              torch=torch.get_rng_state(), dl=_train_dl(learn).rng.getstate())
     if torch.cuda.is_available(): s['cuda'] = torch.cuda.get_rng_state_all()
@@ -119,7 +122,8 @@ def _unwrap(model): return getattr(model, 'module', model)                      
 def _tuples(x): return tuple(_tuples(o) for o in x) if isinstance(x, (list, tuple)) else x
 
 def _plain(x):
-    "`x` with fastcore `L`s and tuples turned into lists, recursively, so `torch.load(weights_only=True)` reads it back."
+    ("`x` with fastcore `L`s and tuples turned into lists, recursively, so `torch.load(weights_only=True)` reads it "
+     "back.")
     if isinstance(x, dict): return {k: _plain(v) for k, v in x.items()}
     if isinstance(x, (list, tuple, L)): return [_plain(o) for o in x]
     if isinstance(x, (np.generic, np.ndarray)): return x.tolist()
@@ -161,7 +165,8 @@ def load_checkpoint(fn, learn) -> dict:
     return ck
 
 def check_config(saved, current, fn):
-    "Raise a clear error if the checkpoint `fn` was made for another model, other classes, or other data (seed, split, size)."
+    ("Raise a clear error if the checkpoint `fn` was made for another model, other classes, or other data (seed, "
+     "split, size).")
     for k in ('arch', 'attention', 'kind', 'combine', 'classes', 'seed', 'split', 'pct', 'size', 'resize'):
         if _plain(saved.get(k)) != _plain(current.get(k)):
             raise ValueError(f"{fn} was saved for {k}={saved.get(k)!r}, but this model has {k}={current.get(k)!r}.")
@@ -172,7 +177,8 @@ class MirrorInput(Callback):
     def before_batch(self): self.learn.xb = (self.xb[0].flip(-1), *self.xb[1:])
 
 def evaluate(learn, ds_idx=2, tta=False) -> dict:
-    "Accuracy of `learn` on `learn.dls[ds_idx]` (2: the test split) as counts and rate; `tta`: average with the mirrored photos."
+    ("Accuracy of `learn` on `learn.dls[ds_idx]` (2: the test split) as counts and rate; `tta`: average with the "
+     "mirrored photos.")
     preds, targs = learn.get_preds(ds_idx=ds_idx)
     if tta: preds = (preds + learn.get_preds(ds_idx=ds_idx, cbs=MirrorInput())[0])/2
     correct = int((preds.argmax(1) == targs).sum())
@@ -182,7 +188,8 @@ def format_accuracy(r, split='test') -> str: return f"{split} accuracy: {r['corr
 
 # %% ../nbs/03_learner.ipynb #b4d6b8fa
 def config_dls(config, data='sample', bs=64) -> DataLoaders:
-    "`DataLoaders` of `data` as the model with this `config` was trained on it: its classes, split, size, resize and normalisation; no augmentation."
+    ("`DataLoaders` of `data` as the model with this `config` was trained on it: its classes, split, size, resize and "
+     "normalisation; no augmentation.")
     c = config
     try: path = get_trashnet(data, classes=c['classes'])
     except FileNotFoundError as e: raise ValueError(f"the model was trained for classes {c['classes']}: {e}") from None
@@ -191,7 +198,8 @@ def config_dls(config, data='sample', bs=64) -> DataLoaders:
     return add_normalize(dls, c['stats'])
 
 def file_learner(model_file, data='sample', bs=64) -> Learner:
-    "A `Learner` of the model saved in `model_file`, on `data` as it was trained (`config_dls`), recording its attention."
+    ("A `Learner` of the model saved in `model_file`, on `data` as it was trained (`config_dls`), recording its "
+     "attention.")
     model = load_model_file(model_file)
     try: dls = config_dls(model.config, data, bs)
     except ValueError as e: raise ValueError(f"{model_file}: {e}") from None
@@ -200,7 +208,8 @@ def file_learner(model_file, data='sample', bs=64) -> Learner:
     return learn
 
 def evaluate_file(model_file, data='sample', split='test', bs=64, tta=False) -> dict:
-    "Accuracy (`correct/total`) of the model in `model_file` on `split` ('train', 'valid' or 'test') of `data`, `tta` with mirrored photos."
+    ("Accuracy (`correct/total`) of the model in `model_file` on `split` ('train', 'valid' or 'test') of `data`, `tta`"
+     " with mirrored photos.")
     if split not in SPLITS: raise ValueError(f"split={split!r}: use 'train', 'valid' or 'test'.")
     learn = file_learner(model_file, data, bs)
     with learn.no_bar(): r = evaluate(learn, SPLITS.index(split), tta)

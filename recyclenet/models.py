@@ -32,7 +32,8 @@ class ChannelGate(Module):
         return x * self.att(z)[:, :, None, None]
 
 class SpatialGate(Module):
-    "x · σ(conv7x7(x)): one weight per position. RecycleNet convolves all C channels; CBAM (`pooled`) the channel max and mean."
+    ("x · σ(conv7x7(x)): one weight per position. RecycleNet convolves all C channels; CBAM (`pooled`) the channel max"
+     " and mean.")
     def __init__(self, ch, kernel=7, pooled=False):
         self.pooled = pooled
         conv = nn.Conv2d(2 if pooled else ch, 1, kernel, padding=kernel//2, bias=not pooled)
@@ -106,7 +107,8 @@ def offline_weights(arch) -> Path | None:
 
 # %% ../nbs/02_models.ipynb #a1f3c9e2
 def pickled_imports(fn) -> list[str] | None:
-    "What the pickle in `fn` (plain, or `data.pkl` in torch's zip) would import, read without running it; None if it is no pickle."
+    ("What the pickle in `fn` (plain, or `data.pkl` in torch's zip) would import, read without running it; None if it "
+     "is no pickle.")
     import pickletools, zipfile
     from _compat_pickle import IMPORT_MAPPING                       # (protocol 2 spells builtins `__builtin__`)
     name = lambda module, attr: f'{IMPORT_MAPPING.get(module, module)}.{attr}'
@@ -133,7 +135,8 @@ def load_torch_file(fn, what='Model file', fix='Use a model.pth written by `recy
 
 # %% ../nbs/02_models.ipynb #a3146ed6
 def read_state_dict(fn) -> dict:
-    "A state dict from the file `fn`, loaded safely (`weights_only`), unwrapped from `{'model': ...}` or `{'state_dict': ...}`."
+    ("A state dict from the file `fn`, loaded safely (`weights_only`), unwrapped from `{'model': ...}` or "
+     "`{'state_dict': ...}`.")
     fn = Path(fn)
     if not fn.is_file(): raise FileNotFoundError(f"Weights file {fn} does not exist.")
     sd = load_torch_file(fn, 'Weights file', 'Use a state dict saved with torch.save(model.state_dict(), ...).')
@@ -222,14 +225,16 @@ def param_table(n_out=len(CLASSES)) -> pd.DataFrame:
 
 # %% ../nbs/02_models.ipynb #e161cd81
 def spatial_gate(model) -> SpatialGate | None:
-    "The last spatial attention gate in `model` (RecycleNet's, or CBAM's deepest); `None` if it has none (or is None: an ONNX model)."
+    ("The last spatial attention gate in `model` (RecycleNet's, or CBAM's deepest); `None` if it has none (or is None:"
+     " an ONNX model).")
     gates = [m for m in model.modules() if isinstance(m, SpatialGate)] if model is not None else []
     return gates[-1] if gates else None
 
 GATE_RANGE = (0., 1.)                                  # a sigmoid gate's own scale
 
 def attention_overlay(img, att, size=None, vrange=None) -> np.ndarray:
-    "Upsample the map `att` (h×w) to the image size, in [0, 1]: from its scale `vrange` (lo, hi), or stretched from its min and max."
+    ("Upsample the map `att` (h×w) to the image size, in [0, 1]: from its scale `vrange` (lo, hi), or stretched from "
+     "its min and max.")
     att = torch.as_tensor(att, dtype=torch.float32)[None, None]
     h, w = size or img.shape[-2:]
     a = torch.nn.functional.interpolate(att, size=(h, w), mode='bilinear', align_corners=False)[0, 0]
@@ -251,7 +256,8 @@ def atomic_save(obj, fn):
     return fn
 
 def provenance(path=None, split='official') -> dict:
-    "What a model file records of where it came from: package versions, date, and the checksums of the split files it used."
+    ("What a model file records of where it came from: package versions, date, and the checksums of the split files it"
+     " used.")
     import fastai, recyclenet
     from datetime import datetime
     p = dict(versions=dict(recyclenet=recyclenet.__version__, torch=str(torch.__version__), fastai=fastai.__version__),
@@ -261,7 +267,8 @@ def provenance(path=None, split='official') -> dict:
     return p
 
 def save_model_file(model, fn, **config) -> Path:
-    "Save `model`'s weights with its `config` (arch, classes, size, stats, ... as training records it) and `provenance()` to `fn`."
+    ("Save `model`'s weights with its `config` (arch, classes, size, stats, ... as training records it) and "
+     "`provenance()` to `fn`.")
     return atomic_save(dict(model=model.state_dict(), config={**provenance(), **config}, format='recyclenet-1'), fn)
 
 def load_model_file(fn, device=None) -> RecycleNet:

@@ -40,7 +40,8 @@ def mix_callbacks(mix) -> list:
 
 def fit_recyclenet(learn, epochs=5, lr=None, freeze_epochs=1, recipe='one-cycle', ckpt_dir=None, resume=False, views=8,
                    mix=None, body_lr=None, keep='last') -> Learner:
-    "Transfer learning with one-cycle (head first, then all layers), on cached features, a probe, or the paper's recipe; checkpointed and resumable; ends with the `keep`='last' epoch's weights or the 'best' on validation."
+    ("Transfer learning with one-cycle (head first, then all layers), on cached features, a probe, or the paper's "
+     "recipe; checkpointed and resumable; ends with the `keep`='last' epoch's weights or the 'best' on validation.")
     if keep not in ('last', 'best'): raise ValueError(f"keep={keep!r}: use 'last' (the final epoch's weights) or 'best' (best validation accuracy).")
     if epochs < 0 or freeze_epochs < 0: raise ValueError(f"epochs={epochs}, freeze_epochs={freeze_epochs}: they cannot be negative.")
     if lr is not None and not (0 < lr <= 10): raise ValueError(f"lr={lr} is not a usable learning rate: use a value in (0, 10], e.g. 1e-3.")
@@ -135,7 +136,8 @@ def trunk_depth(model: RecycleNet, stride=16, size=64) -> int:
 
 # %% ../nbs/04_recipes.ipynb #3d6ce495
 def overlapped(dl, views=1):
-    "`dl` with its augmentations moved to a worker process when it runs them in this one on a CPU; the torch threads to leave to this one."
+    ("`dl` with its augmentations moved to a worker process when it runs them in this one on a CPU; the torch threads "
+     "to leave to this one.")
     cores, threads = os.cpu_count() or 1, torch.get_num_threads()
     if dl.fake_l.num_workers or dl.device.type != 'cpu' or cores < 2 or views*len(dl.dataset) < PROGRESS_MIN: return dl, threads
     return dl.new(num_workers=1, persistent_workers=views > 1), max(1, min(threads, cores - 1))
@@ -156,7 +158,8 @@ def cache_features(trunk: nn.Module, dl, views=1) -> tuple[torch.Tensor, torch.T
     return torch.cat(xs), torch.cat(ys)
 
 class CachedViews:
-    "Dataset of the photos in `x` (`views` passes of `n` photos each, in order): item `i` is one of its views at random."
+    ("Dataset of the photos in `x` (`views` passes of `n` photos each, in order): item `i` is one of its views at "
+     "random.")
     def __init__(self, x, y, views): self.x, self.y, self.n = x, y, len(x)//views
     def __len__(self): return self.n
     def __getitem__(self, i):
@@ -164,7 +167,8 @@ class CachedViews:
         return self.x[j].float(), self.y[j]                         # (float32: MixUp and CutMix blend with float weights)
 
 class FromStage(nn.Module):
-    "The RecycleNet `module` run from backbone stage `start` on: its input is the cached output of the stages before, in float32 (as `CachedViews` gives it)."
+    ("The RecycleNet `module` run from backbone stage `start` on: its input is the cached output of the stages before,"
+     " in float32 (as `CachedViews` gives it).")
     def __init__(self, module: RecycleNet, start: int):
         super().__init__()
         self.module, self.start = module, start                     # (`module`, as DistributedDataParallel names it:
@@ -174,11 +178,13 @@ class FromStage(nn.Module):
         return self.module.head(self.module.attention(x))
 
 def later_params(m: FromStage) -> list:
-    "Splitter of a `FromStage` learner: the parameters of the (pretrained) stages it runs; those of the attention and head."
+    ("Splitter of a `FromStage` learner: the parameters of the (pretrained) stages it runs; those of the attention and"
+     " head.")
     return [[p for s in m.stages for p in s.parameters()], list(m.module.attention.parameters()) + list(m.module.head.parameters())]
 
 def cached_learner(learn, views=8, stride=16) -> Learner:
-    "A `Learner` that trains `learn.model`'s later stages, attention and head on cached outputs of its frozen first stages."
+    ("A `Learner` that trains `learn.model`'s later stages, attention and head on cached outputs of its frozen first "
+     "stages.")
     model = learn.model
     if model.config['attention'] in BLOCK_ATTENTION:
         raise ValueError(f"recipe='cached' freezes the first stages, but {model.config['attention'].upper()} puts new, untrained "
@@ -202,7 +208,8 @@ def cached_learner(learn, views=8, stride=16) -> Learner:
 
 # %% ../nbs/04_recipes.ipynb #5c0d7e3f
 def probe_weights(x, y, xv, yv, Cs=(0.01, 0.03, 0.1, 0.3, 1.)) -> tuple[np.ndarray, np.ndarray, float, list]:
-    "Weights and bias of a linear layer equal to a logistic regression on standardised `x`, its `C` best on (`xv`, `yv`); that C and each C's validation accuracy."
+    ("Weights and bias of a linear layer equal to a logistic regression on standardised `x`, its `C` best on (`xv`, "
+     "`yv`); that C and each C's validation accuracy.")
     from sklearn.linear_model import LogisticRegression
     mu, sd = x.mean(0), x.std(0) + 1e-6
     fits = [LogisticRegression(C=C, max_iter=3000).fit((x - mu)/sd, y) for C in Cs]
@@ -213,7 +220,8 @@ def probe_weights(x, y, xv, yv, Cs=(0.01, 0.03, 0.1, 0.3, 1.)) -> tuple[np.ndarr
     return w/sd, b - (w*mu/sd).sum(1), float(best.C), acc
 
 def fit_probe(learn, views=8, Cs=(0.01, 0.03, 0.1, 0.3, 1.)) -> Learner:
-    "Fit `learn`'s head as a logistic regression (`probe_weights`) on the frozen backbone's pooled features over `views` augmented passes."
+    ("Fit `learn`'s head as a logistic regression (`probe_weights`) on the frozen backbone's pooled features over "
+     "`views` augmented passes.")
     model = learn.model
     if model.config['attention']:
         raise ValueError(f"recipe='probe' fits only the head, on features of the frozen backbone: attention={model.config['attention']!r} "

@@ -21,7 +21,8 @@ __all__ = ['SKIN_TONES', 'SHIFTS', 'SUITE_VERSION', 'small_offcentre', 'colour_c
 
 # %% ../nbs/09_robustness.ipynb #e95071b3
 def small_offcentre(img, severity=3, seed=0) -> np.ndarray:
-    "The whole photo shrunk to `scale` of its size and put at a random place on the board (the object far from the camera, off-centre)."
+    ("The whole photo shrunk to `scale` of its size and put at a random place on the board (the object far from the "
+     "camera, off-centre).")
     scale = severity_level([0.8, 0.65, 0.5, 0.4, 0.3], severity)
     rng = np.random.default_rng(seed)
     h, w = img.shape[:2]
@@ -67,7 +68,8 @@ def defocus_blur(img, severity=3, seed=0) -> np.ndarray:
     return cv2.filter2D(img, -1, k/k.sum(), borderType=cv2.BORDER_REFLECT)
 
 def jpeg(img, severity=3, seed=0) -> np.ndarray:
-    "Strong JPEG compression (a cheap webcam or a chat app), quality jittered and the 8x8 block grid shifted by the seed."
+    ("Strong JPEG compression (a cheap webcam or a chat app), quality jittered and the 8x8 block grid shifted by the "
+     "seed.")
     q = severity_level([30, 20, 12, 8, 5], severity)
     rng = np.random.default_rng(seed)
     q = int(np.clip(round(q*rng.uniform(0.8, 1.2)), 1, 100))
@@ -91,7 +93,8 @@ def rotate_perspective(img, severity=3, seed=0) -> np.ndarray:
 SKIN_TONES = [(255, 219, 172), (241, 194, 125), (224, 172, 105), (198, 134, 66), (141, 85, 36), (92, 51, 23)]
 
 def hand_mask(h, w, centre, angle, width) -> np.ndarray:
-    "Boolean (h, w) mask of a flat hand (palm, four fingers, thumb, forearm) of palm `width` whose fingertips reach `centre`, pointing along `angle`."
+    ("Boolean (h, w) mask of a flat hand (palm, four fingers, thumb, forearm) of palm `width` whose fingertips reach "
+     "`centre`, pointing along `angle`.")
     d = np.array([np.cos(angle), np.sin(angle)]); n = np.array([-d[1], d[0]])
     tip = np.asarray(centre, float)
     knuckles = tip - d*0.7*width
@@ -108,7 +111,8 @@ def hand_mask(h, w, centre, angle, width) -> np.ndarray:
     return m.astype(bool)
 
 def hand(img, severity=3, seed=0, mask=None) -> np.ndarray:
-    "A hand (random skin tone, direction and place) reaching into the frame, its fingertips over the object, with a soft shadow."
+    ("A hand (random skin tone, direction and place) reaching into the frame, its fingertips over the object, with a "
+     "soft shadow.")
     width = severity_level([0.2, 0.25, 0.3, 0.35, 0.4], severity)*min(img.shape[:2])
     rng = np.random.default_rng(seed)
     h, w = img.shape[:2]
@@ -136,7 +140,8 @@ def _takes_mask(f) -> bool:
     except (TypeError, ValueError): return False
 
 def apply_shift(img, shift, severity=None, seed=0, mask=None) -> np.ndarray:
-    "Apply `shift` (a name in `SHIFTS` or a function) to the HxWx3 uint8 `img` with `seed`, at its default severity or `severity`."
+    ("Apply `shift` (a name in `SHIFTS` or a function) to the HxWx3 uint8 `img` with `seed`, at its default severity "
+     "or `severity`.")
     f = SHIFTS[shift] if isinstance(shift, str) and shift in SHIFTS else shift
     if not callable(f): raise ValueError(f"Unknown shift {shift!r}: use one of {', '.join(SHIFTS)} or a function.")
     img = np.asarray(img)
@@ -160,7 +165,8 @@ def shift_seed(seed, shift, i) -> int:
 
 # %% ../nbs/09_robustness.ipynb #092cad29
 def show_shifts(files, shifts=None, severity=None, seed=0, height=120):
-    "Grid: a row per photo in `files` (paths or arrays), the photo and then each shift of it, seeded as a report seeds them."
+    ("Grid: a row per photo in `files` (paths or arrays), the photo and then each shift of it, seeded as a report "
+     "seeds them.")
     import matplotlib.pyplot as plt
     shifts = _shift_list(shifts)
     fig, axs = plt.subplots(len(files), len(shifts) + 1, figsize=(1.5*(len(shifts) + 1), 1.2*len(files) + 0.4), squeeze=False)
@@ -187,7 +193,8 @@ def as_classifier(model, backend='torch') -> Classifier:
     raise TypeError(f"model must be a model file, a Classifier or a fastai Learner, not {type(model).__name__}.")
 
 def eval_images(data, classes, split='test', config=None) -> pd.DataFrame:
-    "(file, label) of `split` of `data` (a path, 'sample', or a DataFrame with file and label), split as the model was trained."
+    ("(file, label) of `split` of `data` (a path, 'sample', or a DataFrame with file and label), split as the model "
+     "was trained.")
     if isinstance(data, pd.DataFrame): df = data
     else:
         c = config or {}
@@ -208,7 +215,8 @@ def _normalise(clf, x) -> np.ndarray:
     return (x.astype(np.float32)/255 - mean)/std
 
 def shifted_pixels(clf, files, shifts=None, severity=None, seed=0, progress=True) -> dict:
-    "{'clean': ..., shift: ...}: every photo in `files` (decoded once) under each shift, as model-ready (n, 3, h, w) uint8."
+    ("{'clean': ..., shift: ...}: every photo in `files` (decoded once) under each shift, as model-ready (n, 3, h, w) "
+     "uint8.")
     from recyclenet.data import progress as progress_of
     shifts, files = _shift_list(shifts), list(files)
     out = {k: [] for k in ['clean', *shifts]}
@@ -243,7 +251,8 @@ def _default_severity(f):
 
 def robustness_report(model, data='sample', split='test', shifts=None, severity=None, seed=0, bs=64, backend='torch',
                       out=None, progress=True) -> pd.DataFrame:
-    "Accuracy of `model` on `split` of `data`, clean and under each shift (one row each), with the drop and the worst class; CSV to `out`."
+    ("Accuracy of `model` on `split` of `data`, clean and under each shift (one row each), with the drop and the worst"
+     " class; CSV to `out`.")
     clf = as_classifier(model, backend)
     df = eval_images(data, clf.classes, split, clf.config)
     if not len(df): raise ValueError(f"The {split} split of {data} holds no images.")
@@ -278,7 +287,8 @@ def plot_robustness(df, ax=None, title=None):
 
 # %% ../nbs/09_robustness.ipynb #09af21a7
 def wise_ft(zero_shot, finetuned, alpha=0.5):
-    "WiSE-FT: `(1-alpha)*zero_shot + alpha*finetuned`, weight by weight (state dicts, or models: then a copy of `finetuned` with them)."
+    ("WiSE-FT: `(1-alpha)*zero_shot + alpha*finetuned`, weight by weight (state dicts, or models: then a copy of "
+     "`finetuned` with them).")
     import copy
     if not 0 <= alpha <= 1: raise ValueError(f"alpha={alpha}: use a number from 0 (zero-shot/head only) to 1 (fine-tuned).")
     module = isinstance(finetuned, torch.nn.Module)
@@ -299,7 +309,8 @@ def wise_ft(zero_shot, finetuned, alpha=0.5):
 
 def wise_ft_sweep(zero_shot, finetuned, data='sample', alphas=(0, .25, .5, .75, 1), split='test', shifts=None,
                   severity=None, seed=0, bs=64, progress=True) -> pd.DataFrame:
-    "Clean and mean shifted accuracy of WiSE-FT mixes of two model files (or classifiers) at each `alpha`; photos shifted once."
+    ("Clean and mean shifted accuracy of WiSE-FT mixes of two model files (or classifiers) at each `alpha`; photos "
+     "shifted once.")
     c0, c1 = as_classifier(zero_shot), as_classifier(finetuned)
     if c0.model is None or c1.model is None: raise ValueError("WiSE-FT mixes PyTorch weights: pass model.pth files, not ONNX.")
     for k in ('arch', 'attention', 'classes', 'size', 'resize'):

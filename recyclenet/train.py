@@ -31,7 +31,8 @@ def _patch_distributed_dl():
     DistributedDL._broadcast = _broadcast
 
 def setup_distributed() -> tuple[int, int]:
-    "Join the process group that `torchrun` or `accelerate launch` describe (nccl on GPUs, gloo on CPUs); return (rank, processes)."
+    ("Join the process group that `torchrun` or `accelerate launch` describe (nccl on GPUs, gloo on CPUs); return "
+     "(rank, processes).")
     try: import accelerate, fastai.distributed
     except ImportError: raise ImportError("Distributed training needs 🤗 Accelerate: pip install accelerate") from None
     if num_distrib() <= 1:
@@ -67,7 +68,8 @@ def run_dir(out, exist_ok=False) -> Path:
     return next(p for i in itertools.count(2) if not taken(p := out.with_name(f'{out.name}{i}')))
 
 def model_card(config: dict) -> str:
-    "A short markdown card of a model file's `config`: what the model is, its data, its scores per split, how to use it."
+    ("A short markdown card of a model file's `config`: what the model is, its data, its scores per split, how to use "
+     "it.")
     c = config
     score = lambda s: f"{c[s]['correct']}/{c[s]['total']} = {100*c[s]['accuracy']:.1f}%" if c.get(s) else 'not measured'
     return '\n'.join([f"# RecycleNet model: {c['arch']}" + (f" + {c['attention']} attention" if c.get('attention') else ''),
@@ -103,7 +105,8 @@ def write_run(learn, out: Path, res: dict):
         fig = plot_history(h); fig.savefig(out/'results.png', dpi=100); plt.close(fig)
 
 def train(cfg: RunConfig | None = None, **overrides) -> Learner:
-    "Train and test a RecycleNet model as `cfg` (or `RunConfig(**overrides)`) says; write the run to `cfg.out` (or `out2`, ...)."
+    ("Train and test a RecycleNet model as `cfg` (or `RunConfig(**overrides)`) says; write the run to `cfg.out` (or "
+     "`out2`, ...).")
     c = dataclasses.replace(cfg or RunConfig(), **overrides).resolved()
     t0, classes, pct = time.time(), list(c.classes or CLASSES), tuple(c.pct or SPLIT_PCT)
     out = Path(c.out) if c.resume else run_dir(c.out, c.exist_ok)
@@ -141,7 +144,8 @@ def train(cfg: RunConfig | None = None, **overrides) -> Learner:
 
 # %% ../nbs/06_train.ipynb #651022e9
 def fit_folder(path, cfg: RunConfig | None = None, **overrides) -> Learner:
-    "Train a classifier on the class folders in `path` (`class_name/*.jpg`), by default as `FOLDER_DEFAULTS` say, testing on a held-out `pct[2]` of each."
+    ("Train a classifier on the class folders in `path` (`class_name/*.jpg`), by default as `FOLDER_DEFAULTS` say, "
+     "testing on a held-out `pct[2]` of each.")
     path = Path(path)
     if not path.is_dir(): raise FileNotFoundError(f"{path} is not a folder of class folders.")
     folders = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith('.'))

@@ -23,7 +23,8 @@ __all__ = ['NOT_SURE', 'STATIC', 'label_frame', 'attention_png', 'WebcamSorter',
 NOT_SURE = 'not sure'
 
 def label_frame(clf: Classifier, src, threshold=0.5, topk=3, attention=False) -> dict:
-    "`clf`'s answer for one frame, with `shown`: the label, or 'not sure' below `threshold`; `attention` adds the spatial map."
+    ("`clf`'s answer for one frame, with `shown`: the label, or 'not sure' below `threshold`; `attention` adds the "
+     "spatial map.")
     gate, maps = spatial_gate(clf.model) if attention else None, []
     hook = gate.att.register_forward_hook(lambda m, i, o: maps.append(o[0, 0].float().cpu().numpy())) if gate else None
     try: r = clf.predict(src, topk)
@@ -92,7 +93,8 @@ class WebcamSorter(anywidget.AnyWidget):
         return r
 
     def save_snapshot(self, label: str, data: bytes | None = None) -> Path:
-        "Save `data` (default: the last frame labelled) as a JPEG in `snapshot_dir/label/`, to grow a dataset for `fit_folder`."
+        ("Save `data` (default: the last frame labelled) as a JPEG in `snapshot_dir/label/`, to grow a dataset for "
+         "`fit_folder`.")
         if not label or Path(label).name != label or label.startswith('.'): raise ValueError(f"{label!r} cannot be a class folder name.")
         if data is None: data = self.frame
         if data is None: raise ValueError("No frame to save yet: start the camera or upload a photo first.")
@@ -122,7 +124,8 @@ class WebcamSorter(anywidget.AnyWidget):
 
 # %% ../nbs/10_webcam.ipynb #f7526efb
 def opencv_loop(clf: Classifier, source=0, frames=None, threshold=0.5, width=400) -> list[dict]:
-    "Label frames from `cv2.VideoCapture(source)` (a local camera or a video file) live in an `ipywidgets.Image`; interrupt to stop."
+    ("Label frames from `cv2.VideoCapture(source)` (a local camera or a video file) live in an `ipywidgets.Image`; "
+     "interrupt to stop.")
     import cv2
     cap = cv2.VideoCapture(source)
     if not cap.isOpened():
