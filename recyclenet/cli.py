@@ -42,8 +42,9 @@ SHIFT_NAMES = ('background', 'small_offcentre', 'colour_cast', 'low_light', 'mot
 def parse_size(s) -> int | tuple:
     "'224' -> 224; '240x320' -> (240, 320) (height x width)."
     try: hw = [int(v) for v in str(s).lower().split('x')]
-    except ValueError: raise ValueError(f"size {s!r}: use a number of pixels (224) or HEIGHTxWIDTH (240x320).") from None
-    if len(hw) not in (1, 2) or min(hw) < 16: raise ValueError(f"size {s!r}: use a number of pixels >= 16 (224) or HEIGHTxWIDTH (240x320).")
+    except ValueError: hw = []
+    if len(hw) not in (1, 2) or min(hw) < 16:
+        raise argparse.ArgumentTypeError(f"{s!r}: use a number of pixels >= 16 (224) or HEIGHTxWIDTH (240x320)")
     return hw[0] if len(hw) == 1 else tuple(hw)
 
 def parse_lr(s) -> float | str:
@@ -262,7 +263,8 @@ def main(argv=None):
     cmd, rest = argv[0], argv[1:]
     if cmd not in COMMANDS: print(f"recyclenet: unknown command {cmd!r}\n\n{_usage()}", file=sys.stderr); return 2
     f = COMMANDS[cmd]
-    args = vars(parser(f, prog=f'recyclenet {cmd}').parse_args(rest if hasattr(f, 'parser') else undashed(rest)))
+    try: args = vars(parser(f, prog=f'recyclenet {cmd}').parse_args(rest if hasattr(f, 'parser') else undashed(rest)))
+    except SystemExit as e: return e.code                          # argparse said why (--help: 0, a bad option: 2)
     args.pop('pdb', None); args.pop('xtra', None)
     try: f(**args)
     except (OSError, ValueError, ConnectionError, RuntimeError, KeyError, ImportError) as e:   # OSError: a full disk, too

@@ -154,9 +154,10 @@ def load_classifier(path, backend='torch', device=None, trust=False) -> Classifi
 
 # %% ../nbs/08_inference.ipynb #98c854ac
 def expand_paths(paths) -> list[Path]:
-    "Files named in `paths`, folders expanded recursively (hidden files and macOS junk left out), in order."
+    ("Files named in `paths` (one path or any sequence of them), folders expanded recursively (hidden files and macOS"
+     " junk left out), in order.")
     out = []
-    for p in map(Path, paths if isinstance(paths, (list, tuple)) else [paths]):
+    for p in map(Path, [paths] if isinstance(paths, (str, os.PathLike)) else paths):
         if p.is_dir(): out += walk_files(p)
         elif p.exists(): out.append(p)
         else: raise FileNotFoundError(f"{p} does not exist.")

@@ -451,8 +451,9 @@ def test_the_code_running_pickle_is_real(tmp_path):
     (['--lr', '-0.001'], r'lr=-0\.001 is not a usable learning rate: use a value in \(0, 10\]'),
     (['--lr', '1e6'], r'lr=1000000\.0 is not a usable learning rate'),
     (['--lr', 'nan'], r'lr=nan is not a usable learning rate'),
-    (['--lr', 'fast'], r"--lr 'fast': use a number such as 1e-3, or 'auto'"),
-    (['--size', '4'], r"size '4': use a number of pixels >= 16"),
+    (['--lr', 'fast'], r"argument --lr: 'fast': use a number such as 1e-3, or 'auto'"),
+    (['--size', '4'], r"argument --size: '4': use a number of pixels >= 16"),
+    (['--size', 'big'], r"argument --size: 'big': use a number of pixels >= 16 \(224\) or HEIGHTxWIDTH"),
 ], ids=lambda v: ' '.join(v) if isinstance(v, list) else '')
 def test_bad_training_arguments_on_the_command_line(args, error, tmp_path, capsys):
     line = cli_error(capsys, 'train', *TRAIN_ARGS, '--epochs', '1', *args, '--out', tmp_path)

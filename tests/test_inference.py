@@ -80,7 +80,8 @@ def test_int8_calibration_agrees_with_float_and_keeps_attention_and_head_float(t
     "A Lite0 with ImageNet features and a head fitted on the sample, calibrated on the sample: int8 picks the fp32 label on (almost) every photo."
     import onnx
     from webcam_model import probe_model
-    mf = probe_model(tmp_path/'probe.pth', size=96, steps=150)
+    # (128 px: at 96 px the final map is 3x3 and int8 flips 6 of this overfit probe's 72 labels; at 112-128 px 0-1 of 72)
+    mf = probe_model(tmp_path/'probe.pth', size=128, steps=150)
     f32, _ = export_onnx(mf, tmp_path/'m.onnx', verbose=False)
     q, diff = export_onnx(mf, tmp_path/'m.int8.onnx', quantize=True, calibrate=sample, verbose=False)
     files = image_files(sample)

@@ -75,9 +75,10 @@ def test_readme_is_rendered_from_index_notebook():
 def test_first_command_parses_with_the_cli():
     "Every `recyclenet ...` step of the first command is accepted by the CLI's own parser (options spelled right)."
     import shlex
-    from fastcore.script import anno_parser
-    from recyclenet.cli import COMMANDS
+    from recyclenet.cli import COMMANDS, parser
     steps = [shlex.split(s.replace('"${RECYCLENET_DATA:-sample}"', 'sample')) for s in readme_commands()[0].split('&&')]
     steps = [s for s in steps if s[0] == 'recyclenet']
     assert [s[1] for s in steps] == ['train']
-    for _, cmd, *rest in steps: anno_parser(COMMANDS[cmd], prog=f'recyclenet {cmd}').parse_args(rest)
+    for _, cmd, *rest in steps:
+        args = parser(COMMANDS[cmd], prog=f'recyclenet {cmd}').parse_args(rest)
+        assert args.data == 'sample'
