@@ -9,7 +9,7 @@ matrices, most-confused photos, shifted examples) from those two, and their test
 runs top to bottom, `slow` cells included (`gpu` cells are skipped), as nbdev_test runs it; its outputs are written in
 place and `nbdev_clean` strips the metadata, never the outputs. CI runs the same chapters on the sample and writes nothing.
 """
-import argparse, os, sys, time
+import argparse, os, subprocess, sys, time
 from pathlib import Path
 from execnb.nbio import read_nb, write_nb
 from execnb.shell import CaptureShell
@@ -42,7 +42,7 @@ def main():
     os.environ['RECYCLENET_MODEL'] = str(Path(os.environ['RECYCLENET_MODEL']).resolve())
     nbs = [Path(c).resolve() for c in a.chapters] or sorted((root/'nbs').glob('[0-9]*.ipynb'))
     for nb in nbs: rebuild(nb)
-    os.system(f"nbdev_clean --fname {' '.join(map(str, nbs))}")
+    for nb in nbs: subprocess.run(['nbdev_clean', '--fname', str(nb)], check=True)
     mb = sum(f.stat().st_size for f in (root/'nbs').rglob('*') if f.is_file())/2**20
     print(f'nbs/ is {mb:.1f} MB' + (f': over {MAX_MB} MB, shrink the figures' if mb > MAX_MB else ''))
 
