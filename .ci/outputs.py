@@ -77,7 +77,8 @@ def main():
     nbs = [Path(c).resolve() for c in a.chapters] or sorted((root/'nbs').glob('[0-9]*.ipynb'))
     for nb in nbs: rebuild(nb)
     for nb in nbs: subprocess.run(['nbdev_clean', '--fname', str(nb)], check=True)
-    mb = sum(f.stat().st_size for f in (root/'nbs').rglob('*') if f.is_file())/2**20
+    tracked = subprocess.run(['git', 'ls-files', 'nbs'], cwd=root, capture_output=True, text=True).stdout.split()
+    mb = sum((root/f).stat().st_size for f in tracked if (root/f).is_file())/2**20   # (what the repository holds)
     print(f'nbs/ is {mb:.1f} MB' + (f': over {MAX_MB} MB, shrink the figures' if mb > MAX_MB else ''))
 
 if __name__ == '__main__': main()

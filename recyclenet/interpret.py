@@ -167,7 +167,8 @@ def plot_images(self: RecycleInterpretation, idxs, title='', heatmap='auto', nco
             ax.set_title(f'{r.truth} → {r.prediction}\np={r.probability:.2f}  loss={r.loss:.2f}' + ('  (flat map)' if flat else ''),
                          fontsize=10, color='black' if r.truth == r.prediction else 'firebrick')
     else: axs[0, 0].text(0.5, 0.5, 'no photos to show', ha='center', va='center')
-    fig.suptitle(title + (f'\nheatmap: {method}, each tile scaled to its own range' if method else ''))
+    scale = "on the gate's 0-1 scale, light = open" if method == 'spatial attention' else 'each tile scaled to its own range'
+    fig.suptitle(title + (f'\nheatmap: {method}, {scale}' if method else ''))
     fig.tight_layout()
     return fig
 
