@@ -14,11 +14,12 @@ from fastai.vision.all import PILImage
 
 # %% auto #0
 __all__ = ['CLASSES', 'IMAGE_EXTS', 'TRASHNET_URL', 'TRASHNET_SHA256', 'PROGRESS_MIN', 'SPLIT_NAMES', 'SPLITS', 'SPLIT_PCT',
-           'pkg_path', 'sample_path', 'data_home', 'walk_files', 'image_files', 'check_trashnet', 'sha256sum',
-           'check_sha256', 'unpack_zip', 'get_trashnet', 'to_rgb', 'load_rgb', 'RGBImage', 'exif_rotated',
-           'image_problem', 'verify_images', 'progress', 'make_bad_images', 'split_files', 'read_split_file',
-           'split_counts', 'official_split', 'label_images', 'stratified_split', 'split_table', 'drop_unreadable',
-           'plot_class_balance', 'audit', 'audit_summary']
+           'OUTSIDE_ROLES', 'OUTSIDE_COLUMNS', 'pkg_path', 'sample_path', 'data_home', 'walk_files', 'image_files',
+           'check_trashnet', 'sha256sum', 'check_sha256', 'unpack_zip', 'get_trashnet', 'to_rgb', 'load_rgb',
+           'RGBImage', 'exif_rotated', 'image_problem', 'verify_images', 'progress', 'make_bad_images', 'split_files',
+           'read_split_file', 'split_counts', 'official_split', 'label_images', 'stratified_split', 'split_table',
+           'drop_unreadable', 'plot_class_balance', 'audit', 'audit_summary', 'outside_path', 'get_outside',
+           'duplicates_across']
 
 # %% ../nbs/00_data.ipynb #a6f4bc56
 CLASSES = ['glass', 'paper', 'cardboard', 'plastic', 'metal', 'trash']
@@ -423,3 +424,51 @@ def audit_summary(a) -> pd.Series:
                       'duplicate groups': a.dup_group[a.dup_group >= 0].nunique(),
                       'groups crossing splits (leaks)': a.dup_group[a.leak].nunique(),
                       'groups with two labels': a.dup_group[a.label_conflict].nunique()}, name='count')
+
+# %% ../nbs/00_data.ipynb #8a4ff850
+OUTSIDE_ROLES = ('valid', 'test')
+OUTSIDE_COLUMNS = ('file', 'label', 'role', 'sha256', 'source', 'source_file', 'source_sha256', 'licence')
+
+def outside_path() -> Path:
+    "Folder of the outside photos bundled in the repository's `data/` folder."
+    return pkg_path().parent/'data'/'outside'
+
+def get_outside(source=None, role=None) -> pd.DataFrame:
+    ("The outside photos' manifest (file, label, role, sha256, source, licence) with full paths, every photo checked "
+     "against it; only `role`'s photos if given.")
+    root = Path(source or os.environ.get('RECYCLENET_OUTSIDE') or outside_path()).expanduser()
+    manifest = root/'manifest.csv'
+    if not manifest.exists():
+        raise FileNotFoundError(f"{manifest} does not exist: pass the folder of the outside photos (data/outside in the "
+                                "repository) or set RECYCLENET_OUTSIDE.")
+    df = pd.read_csv(manifest, dtype=str).fillna('')
+    if missing := [c for c in OUTSIDE_COLUMNS if c not in df.columns]:
+        raise ValueError(f"{manifest} lacks the column(s) {', '.join(missing)}: it needs {', '.join(OUTSIDE_COLUMNS)}.")
+    if bad := sorted(set(df.label) - set(CLASSES)) + sorted(set(df.role) - set(OUTSIDE_ROLES)):
+        raise ValueError(f"{manifest} has unknown labels or roles: {', '.join(map(repr, bad))} (labels: "
+                         f"{', '.join(CLASSES)}; roles: {', '.join(OUTSIDE_ROLES)}).")
+    wrong = [f"{f}: missing" if not (root/f).exists() else f"{f}: sha256 {sha256sum(root/f)[:12]}… is not the "
+             f"manifest's {h[:12]}…" for f, h in zip(df.file, df.sha256) if not (root/f).exists() or sha256sum(root/f) != h]
+    if wrong:
+        raise ValueError(f"{len(wrong)} of {len(df)} outside photos do not match {manifest}: {'; '.join(wrong[:3])}"
+                         f"{' …' if len(wrong) > 3 else ''}. Restore them (git checkout -- data/outside) or fetch the "
+                         "source again (data/make_outside.py).")
+    df['file'] = [str(root/f) for f in df.file]
+    return df if role is None else df[df.role == role].reset_index(drop=True)
+
+# %% ../nbs/00_data.ipynb #283b60cb
+def duplicates_across(files, against=(), max_dist=4) -> pd.DataFrame:
+    ("(file, match, kind) for each of `files` that is an exact or near duplicate of an earlier one of `files` or of "
+     "any of `against`.")
+    files, against = [str(f) for f in files], [str(f) for f in against]
+    facts = [_image_facts(f) for f in progress(files + against, 'hashing photos')]
+    pairs = _near_pairs([f['phash'] for f in facts], [f['dhash'] for f in facts], max_dist)
+    first = {}
+    for j, f in enumerate(facts):
+        if f['sha256']: pairs.append((first.setdefault(f['sha256'], j), j))
+    names, rows = files + against, []
+    for i, j in sorted({(i, j) for i, j in pairs if i < j and i < len(files)}):   # (pairs within `against` aren't ours)
+        dup, match = (j, i) if j < len(files) else (i, j)
+        kind = 'exact' if facts[i]['sha256'] == facts[j]['sha256'] else 'near'
+        rows.append(dict(file=names[dup], match=names[match], kind=kind))
+    return pd.DataFrame(rows, columns=['file', 'match', 'kind']).drop_duplicates('file', ignore_index=True)
