@@ -16,10 +16,10 @@ from fastai.vision.all import PILImage
 __all__ = ['CLASSES', 'IMAGE_EXTS', 'TRASHNET_URL', 'TRASHNET_SHA256', 'PROGRESS_MIN', 'SPLIT_NAMES', 'SPLITS', 'SPLIT_PCT',
            'OUTSIDE_ROLES', 'OUTSIDE_COLUMNS', 'pkg_path', 'sample_path', 'data_home', 'walk_files', 'image_files',
            'check_trashnet', 'sha256sum', 'check_sha256', 'unpack_zip', 'get_trashnet', 'to_rgb', 'load_rgb',
-           'RGBImage', 'exif_rotated', 'image_problem', 'verify_images', 'progress', 'make_bad_images', 'split_files',
-           'read_split_file', 'split_counts', 'official_split', 'label_images', 'stratified_split', 'split_table',
-           'drop_unreadable', 'plot_class_balance', 'audit', 'audit_summary', 'outside_path', 'get_outside',
-           'duplicates_across']
+           'RGBImage', 'exif_rotated', 'image_problem', 'verify_images', 'live_output', 'progress', 'make_bad_images',
+           'split_files', 'read_split_file', 'split_counts', 'official_split', 'label_images', 'stratified_split',
+           'split_table', 'drop_unreadable', 'plot_class_balance', 'audit', 'audit_summary', 'outside_path',
+           'get_outside', 'duplicates_across']
 
 # %% ../nbs/00_data.ipynb #a6f4bc56
 CLASSES = ['glass', 'paper', 'cardboard', 'plastic', 'metal', 'trash']
@@ -214,12 +214,17 @@ def verify_images(files) -> pd.DataFrame:
 # %% ../nbs/00_data.ipynb #77221253
 PROGRESS_MIN = 200   # work on fewer photos than this shows no progress
 
+def live_output() -> bool:
+    "Whether a progress bar can redraw in place (a notebook, a terminal); not in a log, where each redraw piles up."
+    from fastprogress.fastprogress import IN_NOTEBOOK
+    return IN_NOTEBOOK or sys.stdout.isatty()                  # (fastprogress's `printing()` is true in a log too)
+
 def progress(items, what='', total=None, show=None, every=0.1):
     "Iterate `items` with a progress bar (terminal, notebook) or a flushed line every `every` of the way (a log)."
-    from fastprogress.fastprogress import progress_bar, IN_NOTEBOOK
+    from fastprogress.fastprogress import progress_bar
     total = len(items) if total is None else total
     if not (total >= PROGRESS_MIN if show is None else show): yield from items; return
-    if IN_NOTEBOOK or sys.stdout.isatty():                     # (fastprogress's `printing()` is true in a log too)
+    if live_output():
         bar = progress_bar(items, total=total, leave=False); bar.comment = what
         yield from bar; return
     step, t0 = max(1, int(total*every)), time.time()

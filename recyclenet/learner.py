@@ -4,23 +4,48 @@
 
 # %% ../nbs/03_learner.ipynb #06119446
 from __future__ import annotations
-import random
+import random, warnings
 from pathlib import Path
 
 import numpy as np, pandas as pd, torch
 from fastcore.all import L
-from .data import SPLITS, SPLIT_PCT, get_trashnet
+from fastai.imports import noop                                    # (fastai's own: `no_logging` sets it)
+from .data import SPLITS, SPLIT_PCT, get_trashnet, live_output
 from .augment import trashnet_dls
 from .models import (recyclenet_model, ChannelGate, SpatialGate, RecycleNet, atomic_save, load_model_file,
                                load_torch_file, attention_overlay, GATE_RANGE)
 from fastai.vision.all import (Learner, DataLoaders, Callback, Normalize, accuracy, error_rate, Adam,
                                CrossEntropyLossFlat, LabelSmoothingCrossEntropyFlat, hook_outputs, rank_distrib)
 from fastai.callback.channelslast import ChannelsLast
+from fastai.callback.progress import ProgressCallback
 
 # %% auto #0
-__all__ = ['recyclenet_splitter', 'RecycleLearner', 'add_normalize', 'recyclenet_learner', 'AttentionCallback', 'suggest_lr',
-           'CheckpointCallback', 'load_checkpoint', 'check_config', 'MirrorInput', 'evaluate', 'format_accuracy',
-           'config_dls', 'file_learner', 'evaluate_file', 'show_attention']
+__all__ = ['EpochLines', 'lines_in_logs', 'recyclenet_splitter', 'RecycleLearner', 'norm_stats', 'add_normalize',
+           'recyclenet_learner', 'AttentionCallback', 'suggest_lr', 'CheckpointCallback', 'load_checkpoint',
+           'check_config', 'MirrorInput', 'evaluate', 'format_accuracy', 'config_dls', 'file_learner', 'evaluate_file',
+           'show_attention']
+
+# %% ../nbs/03_learner.ipynb #e1c0b7a2
+class EpochLines(Callback):
+    ("fastai's table of epochs, one flushed line each, without the per-batch bars: for a log (where a bar never "
+     "redraws in place).")
+    order = ProgressCallback.order
+    def before_fit(self):
+        if self.learn.logger is noop or not self.create_mbar: return   # (`get_preds`, `validate`: no table)
+        self.old, self.learn.logger, self.widths = self.learn.logger, self.line, None
+        self.line(self.recorder.metric_names)
+    def line(self, row):
+        row = [f'{v:.6f}' if isinstance(v, float) else str(v) for v in row]
+        self.widths = self.widths or [max(8, len(v)) for v in row]
+        print('  '.join(v.ljust(w) for v, w in zip(row, self.widths)).rstrip(), flush=True)
+    def after_fit(self):
+        if hasattr(self, 'old'): self.learn.logger = self.old; del self.old
+
+def lines_in_logs(learn: Learner, live=None) -> Learner:
+    "`learn` with `EpochLines` instead of fastai's bars where the output is a log (`live`: default `live_output()`)."
+    if (live_output() if live is None else live) or any(isinstance(cb, EpochLines) for cb in learn.cbs): return learn
+    learn.remove_cb(ProgressCallback); learn.add_cb(EpochLines())
+    return learn
 
 # %% ../nbs/03_learner.ipynb #7f8e98ae
 def recyclenet_splitter(model: RecycleNet) -> list:
@@ -36,9 +61,18 @@ class RecycleLearner(Learner):
      "fixed.")
     def freeze(self): self.freeze_to(-len(self.splitter(self.model)) + 1)
 
+def norm_stats(dls) -> list | None:
+    "The (mean, std) `dls` normalises its batches with, or None."
+    norm = dls.after_batch.fs.filter(lambda t: isinstance(t, Normalize))
+    return [norm[0].mean.flatten().tolist(), norm[0].std.flatten().tolist()] if norm else None
+
 def add_normalize(dls, stats):
-    "Add `Normalize` with `stats` to `dls`, unless it normalises already."
-    if not dls.after_batch.fs.filter(lambda t: isinstance(t, Normalize)): dls.add_tfms([Normalize.from_stats(*stats)], 'after_batch')
+    "Add `Normalize` with `stats` to `dls`, unless it normalises already (with other stats: a warning says so)."
+    used = norm_stats(dls)
+    if used is None: dls.add_tfms([Normalize.from_stats(*stats)], 'after_batch')
+    elif not np.allclose(used, stats, atol=1e-4):
+        warnings.warn(f"These DataLoaders normalise with mean {used[0]}, std {used[1]} already (another model's), not with the "
+                      f"{[list(s) for s in stats]} these weights expect. Build new DataLoaders for each backbone.", stacklevel=3)
     return dls
 
 def recyclenet_learner(dls, arch='efficientnet_lite0', attention=None, pretrained=True, weights=None, kind='cs',
@@ -46,17 +80,17 @@ def recyclenet_learner(dls, arch='efficientnet_lite0', attention=None, pretraine
                        metrics=(accuracy, error_rate), path='.', cbs=None, channels_last=None, **kwargs) -> RecycleLearner:
     "A `RecycleLearner` for a `recyclenet_model` on `dls`, frozen if `pretrained`, fast on GPU and CPU."
     model = recyclenet_model(arch, attention, len(dls.vocab), pretrained, weights, kind, combine, dropout=dropout)
-    add_normalize(dls, model.stats)
+    add_normalize(dls, model.stats)                                 # (the model file records the stats it trained with)
     loss_func = loss_func or (LabelSmoothingCrossEntropyFlat(eps=label_smoothing) if label_smoothing else CrossEntropyLossFlat())
     cbs = list(cbs or [])
     if attention: cbs.append(AttentionCallback())
     learn = RecycleLearner(dls, model, loss_func=loss_func, opt_func=opt_func, metrics=list(metrics),
                            splitter=recyclenet_splitter, path=path, cbs=cbs, **kwargs)
-    learn.config = dict(model.config, classes=list(dls.vocab), stats=[list(s) for s in model.stats], pretrained=pretrained)
+    learn.config = dict(model.config, classes=list(dls.vocab), stats=norm_stats(dls), pretrained=pretrained)
     if dls.device.type == 'cuda': learn.to_channelslast()                # + mixed precision (fp16)
     elif channels_last or (channels_last is None and not arch.startswith('resnet')): learn.add_cb(ChannelsLast())
     if pretrained: learn.freeze()
-    return learn
+    return lines_in_logs(learn)
 
 # %% ../nbs/03_learner.ipynb #a41f67c8
 class AttentionCallback(Callback):

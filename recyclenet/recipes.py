@@ -4,20 +4,20 @@
 
 # %% ../nbs/04_recipes.ipynb #5f616ccc
 from __future__ import annotations
-import os, random, time, warnings
+import io, os, random, time, warnings
 from pathlib import Path
 
 import numpy as np, pandas as pd, torch, torch.nn as nn
 from .data import PROGRESS_MIN, progress
 from .models import RecycleNet, BLOCK_ATTENTION
-from .learner import CheckpointCallback, suggest_lr, load_checkpoint
+from .learner import CheckpointCallback, suggest_lr, load_checkpoint, lines_in_logs
 from fastai.vision.all import Learner, DataLoaders, SGD, ParamScheduler, num_distrib, distrib_barrier
 from fastai.callback.channelslast import ChannelsLast
 from fastai.callback.fp16 import MixedPrecision
 
 # %% auto #0
 __all__ = ['step_schedule', 'mix_callbacks', 'fit_recyclenet', 'paper_sgd', 'plot_history', 'body_stages', 'trunk_depth',
-           'overlapped', 'cache_features', 'CachedViews', 'FromStage', 'later_params', 'cached_learner',
+           'overlapped', 'cpu_engine', 'cache_features', 'CachedViews', 'FromStage', 'later_params', 'cached_learner',
            'probe_weights', 'fit_probe']
 
 # %% ../nbs/04_recipes.ipynb #5e64bebd
@@ -142,9 +142,28 @@ def overlapped(dl, views=1):
     if dl.fake_l.num_workers or dl.device.type != 'cpu' or cores < 2 or views*len(dl.dataset) < PROGRESS_MIN: return dl, threads
     return dl.new(num_workers=1, persistent_workers=views > 1), max(1, min(threads, cores - 1))
 
-def cache_features(trunk: nn.Module, dl, views=1) -> tuple[torch.Tensor, torch.Tensor]:
-    "The frozen `trunk`'s outputs (fp16) over `views` passes of `dl` (fresh augmentations each pass), and the targets."
-    xs, ys = [], []
+def cpu_engine(trunk: nn.Module, xb, threads=1):
+    ("The frozen `trunk` run by onnxruntime on batches shaped like `xb` (a function of a batch, giving a tensor); "
+     "`trunk` itself where it does not export.")
+    import onnxruntime as ort
+    buf, x1 = io.BytesIO(), xb[:1].float().as_subclass(torch.Tensor)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')                         # (the TorchScript exporter's deprecation notice)
+            torch.onnx.export(trunk, (x1,), buf, dynamo=False, opset_version=17, input_names=['x'], output_names=['y'],
+                              dynamic_axes={'x': {0: 'n'}, 'y': {0: 'n'}})
+    except Exception as e:
+        warnings.warn(f'The frozen stages do not export to ONNX ({type(e).__name__}: {str(e).splitlines()[0]}): '
+                      'caching runs them in PyTorch, slower.')
+        return trunk
+    opts = ort.SessionOptions(); opts.intra_op_num_threads = threads
+    sess = ort.InferenceSession(buf.getvalue(), opts, providers=['CPUExecutionProvider'])
+    return lambda x: torch.from_numpy(sess.run(None, {'x': np.ascontiguousarray(x.float().numpy())})[0])
+
+def cache_features(trunk: nn.Module, dl, views=1, onnx=True) -> tuple[torch.Tensor, torch.Tensor]:
+    ("The frozen `trunk`'s outputs (fp16) over `views` passes of `dl` (fresh augmentations each pass), and the "
+     "targets; on a CPU, onnxruntime runs the trunk (`onnx=False`: PyTorch).")
+    xs, ys, run = [], [], None
     trunk.eval()
     dl, threads = overlapped(dl, views)
     batches = (b for _ in range(views) for b in dl)
@@ -153,7 +172,8 @@ def cache_features(trunk: nn.Module, dl, views=1) -> tuple[torch.Tensor, torch.T
         with torch.no_grad():
             for xb, yb in progress(batches, f'caching {views} view(s) of {len(dl.dataset)} photos, batches', views*len(dl),
                                    show=views*len(dl.dataset) >= PROGRESS_MIN):
-                xs.append(trunk(xb).half()); ys.append(yb)
+                if run is None: run = cpu_engine(trunk, xb, threads) if onnx and xb.device.type == 'cpu' else trunk
+                xs.append(run(xb).half()); ys.append(yb)
     finally: torch.set_num_threads(was)
     return torch.cat(xs), torch.cat(ys)
 
@@ -203,6 +223,7 @@ def cached_learner(learn, views=8, stride=16) -> Learner:
                                  num_workers=0)                     # (in memory already: workers would only copy it)
     top = Learner(dls, FromStage(model, start), loss_func=learn.loss_func, opt_func=learn.opt_func, metrics=learn.metrics,
                   splitter=later_params, path=learn.path, cbs=[cb for cb in learn.cbs if isinstance(cb, (ChannelsLast, MixedPrecision))])
+    lines_in_logs(top)
     top.config = learn.config                                       # (the same dict: checkpoints record the run's config)
     return top
 

@@ -58,7 +58,7 @@ def _broadcast_lr(lr) -> float:
     return obj[0]
 
 # %% ../nbs/06_train.ipynb #8ee568d3
-CPU_S_PER_CACHED_VIEW, CPU_S_PER_PHOTO_EPOCH = 0.044, 0.017   # seconds on 2 cores: README command 1, 15.7 + 15 of 30.7 min
+CPU_S_PER_CACHED_VIEW, CPU_S_PER_PHOTO_EPOCH = 0.018, 0.016   # seconds on 2 cores: README command 1, 6.5 + 14 of 21 min
 
 def run_dir(out, exist_ok=False) -> Path:
     "`out`, or `out2`, `out3`… if `out` holds an earlier run (model, results or checkpoints), unless `exist_ok`."
