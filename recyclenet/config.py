@@ -32,6 +32,7 @@ class RunConfig:
     combine: str = opt('sum', 'How ours combines its gates: sum, mul or max')
     pretrained: bool = opt(True, 'Start from ImageNet weights (--no-pretrained or --scratch: from scratch)')
     weights: str | None = opt(None, 'Local ImageNet weights file for the backbone (offline)')
+    base: str | None = opt(None, 'A RecycleNet model.pth to start from: its trained backbone and attention (recipe probe)')
     recipe: str = opt('auto', 'cached, one-cycle, probe or paper; auto: cached (one-cycle from scratch or distributed)')
     epochs: int | None = opt(None, "Epochs after the frozen ones; None: the recipe's (cached 30, one-cycle 5, paper 100)")
     freeze_epochs: int = opt(1, 'Epochs training only the new layers first (one-cycle, pretrained)')
@@ -80,7 +81,8 @@ def check_choices(cfg: RunConfig):
 def resolved(self: RunConfig) -> RunConfig:
     "A copy with every 'auto' (and `None` epochs, lr) replaced by the recipe's default, and 'none' by `None`."
     check_choices(self)
-    recipe = self.recipe if self.recipe != 'auto' else 'one-cycle' if not self.pretrained or self.distributed else 'cached'
+    recipe = (self.recipe if self.recipe != 'auto' else 'probe' if self.base
+              else 'one-cycle' if not self.pretrained or self.distributed else 'cached')
     d = RECIPE_DEFAULTS[recipe]
     auto = lambda k: d[k] if getattr(self, k) == 'auto' else None if getattr(self, k) == 'none' else getattr(self, k)
     return dataclasses.replace(self, recipe=recipe, attention=auto('attention'), mix=auto('mix'),

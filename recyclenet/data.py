@@ -217,7 +217,8 @@ PROGRESS_MIN = 200   # work on fewer photos than this shows no progress
 def live_output() -> bool:
     "Whether a progress bar can redraw in place (a notebook, a terminal); not in a log, where each redraw piles up."
     from fastprogress.fastprogress import IN_NOTEBOOK
-    return IN_NOTEBOOK or sys.stdout.isatty()                  # (fastprogress's `printing()` is true in a log too)
+    live = getattr(sys.stdout, 'live', None)                       # (a stdout may say: the webcam widget's training status)
+    return live if live is not None else IN_NOTEBOOK or sys.stdout.isatty()   # (fastprogress's `printing()` is true in logs)
 
 def progress(items, what='', total=None, show=None, every=0.1):
     "Iterate `items` with a progress bar (terminal, notebook) or a flushed line every `every` of the way (a log)."

@@ -244,11 +244,11 @@ def fit_probe(learn, views=8, Cs=(0.01, 0.03, 0.1, 0.3, 1.)) -> Learner:
     ("Fit `learn`'s head as a logistic regression (`probe_weights`) on the frozen backbone's pooled features over "
      "`views` augmented passes.")
     model = learn.model
-    if model.config['attention']:
+    if model.config['attention'] and not learn.config.get('base'):
         raise ValueError(f"recipe='probe' fits only the head, on features of the frozen backbone: attention={model.config['attention']!r} "
                          "would stay untrained. Use attention=None, or recipe='cached'.")
     if views < 1: raise ValueError(f"views={views}: use at least one augmented view of each photo.")
-    pooled = nn.Sequential(model.body, *model.head[:2]).to(learn.dls.device)   # backbone, average pool, flatten
+    pooled = nn.Sequential(model.body, model.attention, *model.head[:2]).to(learn.dls.device)   # backbone, pool, flatten
     xt, yt = cache_features(pooled, learn.dls.train.new(shuffle=False, drop_last=False), views)
     xv, yv = cache_features(pooled, learn.dls.valid)
     yt = yt.cpu().numpy()

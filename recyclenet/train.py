@@ -18,7 +18,7 @@ from fastai.vision.all import Learner, Adam, set_seed, rank_distrib, num_distrib
 
 # %% auto #0
 __all__ = ['CPU_S_PER_CACHED_VIEW', 'CPU_S_PER_PHOTO_EPOCH', 'setup_distributed', 'run_dir', 'model_card', 'plan', 'write_run',
-           'train', 'fit_folder']
+           'from_base', 'start_from', 'train', 'fit_folder']
 
 # %% ../nbs/06_train.ipynb #632f647a
 def _patch_distributed_dl():
@@ -74,7 +74,7 @@ def model_card(config: dict) -> str:
     score = lambda s: f"{c[s]['correct']}/{c[s]['total']} = {100*c[s]['accuracy']:.1f}%" if c.get(s) else 'not measured'
     return '\n'.join([f"# RecycleNet model: {c['arch']}" + (f" + {c['attention']} attention" if c.get('attention') else ''),
         '', f"Classes: {', '.join(c['classes'])}. Input: {c.get('size')} px ({c.get('resize', 'crop')}), recipe {c.get('recipe')}, "
-        f"{'ImageNet weights' if c.get('pretrained') else 'from scratch'}, seed {c.get('seed')}.",
+        f"{'the backbone of ' + c['base'] if c.get('base') else 'ImageNet weights' if c.get('pretrained') else 'from scratch'}, seed {c.get('seed')}.",
         '', f"Data: `{c.get('data')}`, {c.get('split')} split" + (" (split files sha256: " + ', '.join(
             f"{s} {h[:12]}" for s, h in c['split_sha256'].items()) + ')' if c.get('split_sha256') else '') + '.',
         '', f"Accuracy: validation {score('valid')}, test {score('test')}.",
@@ -104,10 +104,25 @@ def write_run(learn, out: Path, res: dict):
         import matplotlib.pyplot as plt
         fig = plot_history(h); fig.savefig(out/'results.png', dpi=100); plt.close(fig)
 
+def from_base(c: RunConfig) -> tuple[RunConfig, torch.nn.Module]:
+    "`c` with the backbone, attention and input of its `base` model file, and that model (for the probe to read)."
+    if c.recipe != 'probe':
+        raise ValueError(f"base={c.base!r} is a trained model whose features a probe reads: use recipe='probe', not {c.recipe!r}.")
+    base = load_model_file(c.base, 'cpu')
+    same = {k: base.config[k] for k in ('arch', 'attention', 'kind', 'combine', 'size', 'resize') if k in base.config}
+    return dataclasses.replace(c, base=str(c.base), pretrained=True, weights=None, **same), base
+
+def start_from(learn, base: torch.nn.Module, name='') -> Learner:
+    "`learn` with the trained backbone and attention of the RecycleNet `base` (its head stays `learn`'s own)."
+    for part in ('body', 'attention'): getattr(learn.model, part).load_state_dict(getattr(base, part).state_dict())
+    learn.config.update(base=str(name), pretrained=True)
+    return learn
+
 def train(cfg: RunConfig | None = None, **overrides) -> Learner:
     ("Train and test a RecycleNet model as `cfg` (or `RunConfig(**overrides)`) says; write the run to `cfg.out` (or "
      "`out2`, ...).")
-    c = dataclasses.replace(cfg or RunConfig(), **overrides).resolved()
+    c, base = dataclasses.replace(cfg or RunConfig(), **overrides).resolved(), None
+    if c.base: c, base = from_base(c)
     t0, classes, pct = time.time(), list(c.classes or CLASSES), tuple(c.pct or SPLIT_PCT)
     out = Path(c.out) if c.resume else run_dir(c.out, c.exist_ok)
     rank, world = setup_distributed() if c.distributed else (rank_distrib(), 1)
@@ -117,11 +132,12 @@ def train(cfg: RunConfig | None = None, **overrides) -> Learner:
         raise ValueError(f"recipe={c.recipe!r} trains in one process: drop --distributed, or use recipe='one-cycle'.")
     set_seed(c.seed, reproducible=True)
     with _rank0_first(world > 1): path = get_trashnet(c.data, classes=classes)   # (downloads once)
-    df = split_table(path, c.split, c.seed, pct)
+    df = split_table(path, c.split, c.seed, pct).query('label in @classes')   # (classes: all six, or those asked for)
     if not rank: print(plan(c, df.split.value_counts(), out), flush=True)
     dls = trashnet_dls(path, split=df, size=c.size, bs=c.bs, aug=c.aug, resize=c.resize, seed=c.seed, classes=classes)
-    learn = recyclenet_learner(dls, c.arch, c.attention, c.pretrained, c.weights, c.kind, c.combine, label_smoothing=c.label_smoothing,
-                               path=out, opt_func=paper_sgd if c.recipe == 'paper' else Adam)
+    learn = recyclenet_learner(dls, c.arch, c.attention, c.pretrained and not base, c.weights, c.kind, c.combine,
+                               label_smoothing=c.label_smoothing, path=out, opt_func=paper_sgd if c.recipe == 'paper' else Adam)
+    if base: start_from(learn, base, c.base)
     learn.config.update(dataclasses.asdict(c), data=str(path), classes=classes, pct=list(pct), processes=world, out=str(out))
     lr = None if c.lr == 'auto' else c.lr
     if world > 1 and lr is None and not c.resume: lr = _broadcast_lr(suggest_lr(learn, show_plot=False))

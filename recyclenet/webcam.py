@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_webcam.ipynb #4cea8b6b
 from __future__ import annotations
-import html, io, time
+import contextlib, html, io, shutil, sys, threading, time
 from datetime import datetime
 from pathlib import Path
 
@@ -14,10 +14,13 @@ from PIL import Image
 from .data import image_files, pkg_path
 from .augment import input_size
 from .models import spatial_gate, attention_overlay, GATE_RANGE
-from .inference import Classifier, read_image
+from .inference import Classifier, read_image, load_classifier, export_onnx
+from .config import RunConfig
+from .train import fit_folder
 
 # %% auto #0
-__all__ = ['NOT_SURE', 'STATIC', 'label_frame', 'attention_png', 'WebcamSorter', 'opencv_loop']
+__all__ = ['NOT_SURE', 'STATIC', 'MIN_PHOTOS', 'THUMBS', 'label_frame', 'attention_png', 'check_label', 'thumbnail',
+           'StatusLines', 'WebcamSorter', 'opencv_loop']
 
 # %% ../nbs/10_webcam.ipynb #8a6a65d9
 NOT_SURE = 'not sure'
@@ -49,42 +52,95 @@ def attention_png(att, size, cmap='magma', alpha=0.7) -> bytes:
 # %% ../nbs/10_webcam.ipynb #fec026ef
 STATIC = pkg_path()/'static'            # the widget's page half, as package files: webcam.js (an ES module) and webcam.css
 
+# %% ../nbs/10_webcam.ipynb #teach0c1
+MIN_PHOTOS = 5        # photos a class needs before training: fit_folder holds out 15% of each to choose and test on
+THUMBS = 4            # the latest photos of each class that the widget shows
+
+def check_label(label: str) -> str:
+    "`label` if it can name a class folder (no path, not hidden), else a clear error."
+    if not label or Path(label).name != label or label.startswith('.'): raise ValueError(f"{label!r} cannot be a class folder name.")
+    return label
+
+def thumbnail(fn, side=64) -> bytes:
+    "JPEG bytes of photo `fn`, its longest side `side` pixels."
+    img = read_image(fn); img.thumbnail((side, side))
+    buf = io.BytesIO(); img.save(buf, 'JPEG', quality=80)
+    return buf.getvalue()
+
+class StatusLines(io.TextIOBase):
+    ("A stdout that passes the last line each write of `thread` holds to `show`, and everything other threads write to"
+     " `out`.")
+    live = False                                                    # (recyclenet's progress: lines, not bars)
+    def __init__(self, thread, show, out): self.thread, self.show, self.out = thread, show, out
+    def write(self, s):
+        if threading.current_thread() is not self.thread: return self.out.write(s)
+        lines = s.replace('\r', '\n').strip().splitlines()
+        if lines: self.show(lines[-1])
+        return len(s)
+    def flush(self): self.out.flush()
+
 # %% ../nbs/10_webcam.ipynb #42a239f1
 class WebcamSorter(anywidget.AnyWidget):
-    "Live sorting with the browser's camera: frames go to `classifier` as JPEG, top-3 bars, fps and latency come back."
+    ("Live sorting with the browser's camera, and Teachable-Machine training: record photos per class, train, swap the "
+     "model in, export.")
     _esm, _css = STATIC/'webcam.js', STATIC/'webcam.css'
     running = traitlets.Bool(True).tag(sync=True)
     threshold = traitlets.Float(0.5, min=0., max=1.).tag(sync=True)
     attention = traitlets.Bool(False).tag(sync=True)
     can_overlay = traitlets.Bool(False).tag(sync=True)
+    has_model = traitlets.Bool(False).tag(sync=True)
     frame_side = traitlets.Int(224).tag(sync=True)
     max_fps = traitlets.Float(15.).tag(sync=True)
     resize = traitlets.Unicode('crop').tag(sync=True)
     classes = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    counts = traitlets.Dict().tag(sync=True)                        # photos of each class in snapshot_dir
+    thumbs = traitlets.Dict().tag(sync=True)                        # {class: JPEG bytes of its latest THUMBS photos}
+    selected = traitlets.Unicode('').tag(sync=True)                 # the class that Record and uploads add to
+    record_fps = traitlets.Float(4.).tag(sync=True)
+    base_name = traitlets.Unicode('').tag(sync=True)
+    use_base = traitlets.Bool(False).tag(sync=True)
+    training = traitlets.Bool(False).tag(sync=True)
+    status = traitlets.Unicode('').tag(sync=True)                   # what training is doing, or what it gave
     result = traitlets.Dict().tag(sync=True)
     overlay = traitlets.Bytes(b'').tag(sync=True)
     still = traitlets.Bytes(b'').tag(sync=True)
     camera_error = traitlets.Unicode('').tag(sync=True)
     message = traitlets.Unicode('').tag(sync=True)
 
-    def __init__(self, classifier: Classifier, snapshot_dir='snapshots', threshold=0.5, attention=False, classes=None,
-                 start=True, max_fps=15., **kwargs):
-        super().__init__(running=start, threshold=threshold, attention=attention, max_fps=max_fps,
-                         can_overlay=spatial_gate(classifier.model) is not None, frame_side=max(classifier.size),
-                         resize=classifier.resize, classes=list(classes or classifier.classes), **kwargs)
-        self.clf, self.snapshot_dir, self.frame = classifier, Path(snapshot_dir), None
-        self.upload = ipywidgets.FileUpload(accept='image/*', description='Upload a photo', layout=ipywidgets.Layout(display='none', width='220px'))
+    def __init__(self, classifier: Classifier | None = None, snapshot_dir='snapshots', threshold=0.5, attention=False,
+                 classes=None, start=True, max_fps=15., base=None, cfg: RunConfig | None = None, **kwargs):
+        self.snapshot_dir = Path(snapshot_dir)
+        found = sorted(p.name for p in self.snapshot_dir.iterdir() if p.is_dir() and not p.name.startswith('.')) \
+            if self.snapshot_dir.is_dir() else []
+        classes = list(dict.fromkeys([*(classes or (classifier.classes if classifier else [])), *found]))
+        base_name = f'{Path(base).parent.name}/{Path(base).name}' if base else ''
+        super().__init__(running=start, threshold=threshold, attention=attention, max_fps=max_fps, classes=classes,
+                         selected=classes[0] if classes else '', base_name=base_name, use_base=bool(base), **kwargs)
+        self.clf, self.base, self.cfg, self.frame, self.model_file, self.thread, self.error = None, base, cfg, None, None, None, None
+        self.swap(classifier)
+        self.upload = ipywidgets.FileUpload(accept='image/*', multiple=True, description='Upload photos',
+                                            layout=ipywidgets.Layout(display='none', width='220px'))
         self.upload.observe(self._on_upload, 'value')
         self.observe(lambda c: setattr(self.upload.layout, 'display', '' if c['new'] else 'none'), 'camera_error')
         self.box = ipywidgets.VBox([self, self.upload])
         self.on_msg(self._on_msg)
+        for c in classes: self._count(c)
+
+    def swap(self, classifier: Classifier | None):
+        "Sort with `classifier` from the next frame on (None: only collect photos)."
+        self.clf = classifier
+        with self.hold_sync():
+            self.has_model = classifier is not None
+            self.can_overlay = classifier is not None and spatial_gate(classifier.model) is not None
+            if classifier is not None: self.frame_side, self.resize = max(classifier.size), classifier.resize
 
     def handle_frame(self, data: bytes, frame=None) -> dict:
         "Label one frame (image bytes) and show the answer, or why it failed, in the widget: `result` (and `overlay`)."
-        t0, overlay = time.perf_counter(), b''
+        t0, overlay, clf = time.perf_counter(), b'', self.clf
         try:
-            r = label_frame(self.clf, data, self.threshold, attention=self.attention and self.can_overlay)
-            if 'attention' in r: overlay = attention_png(r.pop('attention'), self.clf.size)
+            if clf is None: raise ValueError('no model yet: record photos of each class and press Train')
+            r = label_frame(clf, data, self.threshold, attention=self.attention and self.can_overlay)
+            if 'attention' in r: overlay = attention_png(r.pop('attention'), clf.size)
             self.frame = data
         except Exception as e:
             r = dict(error=f"This frame could not be labelled: {'it is empty' if not data else f'{type(e).__name__}: {e}'}.")
@@ -92,33 +148,123 @@ class WebcamSorter(anywidget.AnyWidget):
         with self.hold_sync(): self.result, self.overlay = r, overlay
         return r
 
+    def _count(self, label):
+        "Refresh the photo count and thumbnails of class `label`."
+        files = image_files(self.snapshot_dir/label) if (self.snapshot_dir/label).is_dir() else []
+        with self.hold_sync():
+            self.counts = {c: len(files) if c == label else self.counts.get(c, 0) for c in self.classes}
+            self.thumbs = {c: [thumbnail(f) for f in files[-THUMBS:]] if c == label else self.thumbs.get(c, []) for c in self.classes}
+
+    def add_class(self, name: str) -> Path:
+        "A new class: its folder in `snapshot_dir`, and a row in the widget (selected, for Record)."
+        folder = self.snapshot_dir/check_label(name)
+        folder.mkdir(parents=True, exist_ok=True)
+        if name not in self.classes: self.classes = [*self.classes, name]
+        self.selected = name; self._count(name)
+        return folder
+
+    def rename_class(self, old: str, new: str) -> Path:
+        "Call class `old` `new` (its folder too)."
+        if old not in self.classes: raise ValueError(f"There is no class {old!r} (classes: {', '.join(self.classes)}).")
+        folder = self.snapshot_dir/check_label(new)
+        if new in self.classes or folder.exists(): raise ValueError(f"{new!r} exists already: pick another name.")
+        if (self.snapshot_dir/old).exists(): (self.snapshot_dir/old).rename(folder)
+        self.classes = [new if c == old else c for c in self.classes]
+        if self.selected == old: self.selected = new
+        self._count(new)
+        return folder
+
+    def remove_class(self, name: str) -> Path | None:
+        "Take class `name` out; its photos move to `snapshot_dir/.removed/` (training skips hidden folders)."
+        if name not in self.classes: raise ValueError(f"There is no class {name!r} (classes: {', '.join(self.classes)}).")
+        src, dst = self.snapshot_dir/name, self.snapshot_dir/'.removed'/f'{name}-{datetime.now():%Y%m%d-%H%M%S}'
+        if src.exists(): dst.parent.mkdir(parents=True, exist_ok=True); src.rename(dst)
+        self.classes = [c for c in self.classes if c != name]
+        if self.selected == name: self.selected = self.classes[0] if self.classes else ''
+        self._count(self.selected)
+        return dst if src.exists() or dst.exists() else None
+
     def save_snapshot(self, label: str, data: bytes | None = None) -> Path:
         ("Save `data` (default: the last frame labelled) as a JPEG in `snapshot_dir/label/`, to grow a dataset for "
          "`fit_folder`.")
-        if not label or Path(label).name != label or label.startswith('.'): raise ValueError(f"{label!r} cannot be a class folder name.")
+        check_label(label)
         if data is None: data = self.frame
         if data is None: raise ValueError("No frame to save yet: start the camera or upload a photo first.")
         img = read_image(data)
+        if label not in self.classes: self.classes = [*self.classes, label]
         folder = self.snapshot_dir/label
         folder.mkdir(parents=True, exist_ok=True)
         fn = folder/f'{datetime.now():%Y%m%d-%H%M%S-%f}.jpg'
         if Image.open(io.BytesIO(data)).format == 'JPEG': fn.write_bytes(data)
         else: img.save(fn, quality=92)
-        n = len(image_files(folder))
+        self._count(label)
+        n = self.counts[label]
         self.message = f"Saved {fn.name} in {folder} ({n} photo{'s'*(n != 1)} of {label})."
         return fn
 
+    def record(self, label: str, frames) -> list[Path]:
+        "Save each of `frames` (image bytes or files) as a photo of class `label`, as the Record button does."
+        return [self.save_snapshot(label, Path(f).read_bytes() if isinstance(f, (str, Path)) else f) for f in frames]
+
+    def train(self, use_base: bool | None = None, wait=False, **overrides) -> threading.Thread:
+        ("Fit a classifier on the photos of `classes` in a thread (`fit_folder` as `cfg` says: a probe, on the `base` "
+         "model's features if `use_base`); swap it in.")
+        short = [f'{c} ({self.counts.get(c, 0)})' for c in self.classes if self.counts.get(c, 0) < MIN_PHOTOS]
+        if len(self.classes) < 2 or short:
+            raise ValueError(f"Training needs two classes or more with at least {MIN_PHOTOS} photos each: "
+                             + (f"record more of {', '.join(short)}." if short else "add a class."))
+        if self.training: raise RuntimeError("Training is running already: wait for it to finish.")
+        base = self.base if (self.use_base if use_base is None else use_base) else None
+        self.training, self.error = True, None
+        self.thread = threading.Thread(target=self._train, args=(base, overrides), daemon=True)
+        self.thread.start()
+        if wait:
+            self.thread.join()
+            if self.error: raise self.error
+        return self.thread
+
+    def _train(self, base, overrides):
+        t0, n = time.perf_counter(), sum(self.counts[c] for c in self.classes)
+        self.status = f"Training on {n} photos of {len(self.classes)} classes, from {self.base_name if base else 'ImageNet'} features…"
+        try:
+            with contextlib.redirect_stdout(StatusLines(self.thread, lambda s: setattr(self, 'status', s), sys.stdout)):
+                learn = fit_folder(self.snapshot_dir, self.cfg, base=base, **overrides)
+            self.swap(load_classifier(learn.path/'model.pth', device='cpu'))
+        except Exception as e:
+            self.error, self.status = e, f'Training failed: {type(e).__name__}: {e}'
+        else:
+            self.model_file, t = learn.path/'model.pth', learn.results['test']
+            self.status = (f"Trained in {time.perf_counter() - t0:.0f} s ({t['correct']}/{t['total']} held-out photos right); "
+                           f"sorting with it now. Model: {self.model_file}")
+        finally: self.training = False
+
+    def export(self, folder='export', quantize=False) -> list[Path]:
+        "Write the trained model to `folder`: model.pth, its card model.md, and model.onnx (int8 with `quantize`)."
+        if self.model_file is None: raise ValueError("Nothing to export yet: train a model first (the Train button, or train()).")
+        folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+        paths = [Path(shutil.copy(self.model_file.with_name(n), folder/n)) for n in ('model.pth', 'model.md')]
+        paths.append(export_onnx(paths[0], folder/'model.onnx', quantize=quantize, verbose=False)[0])
+        self.status = 'Exported ' + ', '.join(str(p) for p in paths)
+        return paths
+
     def _on_msg(self, _, msg, buffers):
-        data = bytes(buffers[0]) if buffers else None
-        if msg.get('type') == 'frame': self.handle_frame(data or b'', msg.get('id'))
-        elif msg.get('type') == 'snapshot':
-            try: self.save_snapshot(msg.get('label'), data)
-            except Exception as e: self.message = f'Not saved: {e}'
+        data, kind = bytes(buffers[0]) if buffers else None, msg.get('type')
+        if kind == 'frame': return self.handle_frame(data or b'', msg.get('id'))
+        save = lambda: self.save_snapshot(msg.get('label'), data)
+        actions = {'snapshot': save, 'record': save, 'add': lambda: self.add_class(msg.get('name', '').strip()),
+                   'remove': lambda: self.remove_class(msg.get('name')), 'train': lambda: self.train(),
+                   'rename': lambda: self.rename_class(msg.get('old'), msg.get('name', '').strip()), 'export': lambda: self.export()}
+        try: actions[kind]()
+        except Exception as e:
+            if kind in ('train', 'export'): self.status = f'{kind.title()} failed: {e}'
+            else: self.message = f"Not {'saved' if kind in ('snapshot', 'record') else 'done'}: {e}"
 
     def _on_upload(self, change):
         if not change['new']: return
-        data = bytes(change['new'][-1]['content'])
-        if 'error' not in self.handle_frame(data): self.still = data
+        for f in change['new']:
+            data = bytes(f['content'])
+            if self.selected and self.clf is None: self.save_snapshot(self.selected, data)   # collecting: photos of a class
+            elif 'error' not in self.handle_frame(data): self.still = data
 
     def _repr_mimebundle_(self, **kwargs): return self.box._repr_mimebundle_(**kwargs)
 

@@ -173,3 +173,20 @@ def test_fit_folder_needs_two_classes(tmp_path):
     Image.new('RGB', (32, 32)).save(tmp_path/'only'/'glass'/'a.jpg')
     with pytest.raises(ValueError, match='at least two class folders'): fit_folder(tmp_path/'only')
     with pytest.raises(FileNotFoundError, match='not a folder'): fit_folder(tmp_path/'nowhere')
+
+
+def test_fit_folder_on_a_base_model_keeps_its_trained_backbone(sample, model_file, tmp_path, capsys):
+    "`recyclenet fit-folder --base`: the probe reads the base model's own (trained) backbone and attention, at its size."
+    from recyclenet.cli import main
+    bins = tmp_path/'my_bins'
+    for c in ('glass', 'metal'): shutil.copytree(sample/c, bins/c)
+    assert main(['fit-folder', str(bins), '--base', str(model_file), '--views', '1', '--out', str(tmp_path/'run')]) == 0
+    base, m = load_model_file(model_file, 'cpu'), load_model_file(tmp_path/'run'/'model.pth', 'cpu')
+    assert m.config['classes'] == ['glass', 'metal'] and m.config['base'] == str(model_file)
+    assert (m.config['arch'], m.config['attention'], m.config['size']) == (base.config['arch'], base.config['attention'], base.config['size'])
+    for part in ('body', 'attention'):
+        a, b = getattr(m, part).state_dict(), getattr(base, part).state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), f'{part} is not the base model\'s'
+    capsys.readouterr()
+    assert main(['fit-folder', str(bins), '--base', str(tmp_path/'missing.pth')]) != 0
+    assert 'missing.pth does not exist' in ''.join(capsys.readouterr())

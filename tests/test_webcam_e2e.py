@@ -122,32 +122,42 @@ def notebook(*cells) -> str:
                            cells=[dict(cell_type='code', id=f'c{i}', metadata={}, outputs=[], execution_count=None, source=c) for i, c in enumerate(cells)]))
 
 
-def test_widget_sorts_the_fake_camera_in_jupyterlab(chromium, scene, lab, tmp_path):
+def open_notebook(chromium, lab, clip, name, *cells):
+    "Headless Chromium, its fake camera playing `clip`, with notebook `name` (of `cells`) open in JupyterLab and run."
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select, WebDriverWait
-
-    snaps = tmp_path/'snaps'
-    (lab['dir']/'webcam.ipynb').write_text(notebook(
-        (f'import torch; torch.set_num_threads({int(THREADS)})\n' if THREADS else '') +
-        'from recyclenet.inference import load_classifier\nfrom recyclenet.webcam import WebcamSorter\n'
-        f'w = WebcamSorter(load_classifier({str(scene["model"])!r}, device="cpu"), snapshot_dir={str(snaps)!r}, max_fps=0)\nw'))
+    from selenium.webdriver.support.ui import WebDriverWait
+    (lab['dir']/name).write_text(notebook(*cells))
     opts = webdriver.ChromeOptions()
     opts.binary_location = chromium[0]
     for a in ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-background-networking',
               '--disable-component-update', '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
-              f'--use-file-for-fake-video-capture={scene["clip"]}', '--window-size=1280,900']:
+              f'--use-file-for-fake-video-capture={clip}', '--window-size=1280,900']:
         opts.add_argument(a)
     opts.set_capability('goog:loggingPrefs', {'browser': 'ALL'})
     driver = webdriver.Chrome(options=opts, service=Service(chromium[1]))
     js = driver.execute_script
     try:
-        driver.get(f"{lab['url']}/lab/tree/webcam.ipynb?token={lab['token']}")
+        driver.get(f"{lab['url']}/lab/tree/{name}?reset&token={lab['token']}")   # (reset: no earlier test's tabs)
         WebDriverWait(driver, 90, 0.5).until(lambda d: js(
             'const w = window.jupyterapp && jupyterapp.shell.currentWidget;'
             'return !!(w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel)'))
         js("jupyterapp.commands.execute('application:toggle-left-area'); jupyterapp.commands.execute('notebook:run-all-cells')")
+    except Exception: driver.quit(); raise
+    return driver
+
+
+def test_widget_sorts_the_fake_camera_in_jupyterlab(chromium, scene, lab, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    snaps = tmp_path/'snaps'
+    driver = open_notebook(chromium, lab, scene['clip'], 'webcam.ipynb',
+        (f'import torch; torch.set_num_threads({int(THREADS)})\n' if THREADS else '') +
+        'from recyclenet.inference import load_classifier\nfrom recyclenet.webcam import WebcamSorter\n'
+        f'w = WebcamSorter(load_classifier({str(scene["model"])!r}, device="cpu"), snapshot_dir={str(snaps)!r}, max_fps=0)\nw')
+    js = driver.execute_script
+    try:
         shown = lambda d: js("const l = document.querySelector('.rn-webcam .rn-label'); return l && l.dataset.label")
         def enough(d):
             s = js("const r = document.querySelector('.rn-webcam'); return r && r.rnStats")
@@ -185,3 +195,52 @@ def test_widget_sorts_the_fake_camera_in_jupyterlab(chromium, scene, lab, tmp_pa
         out = Path(OUT); out.mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, out/'webcam_screenshot.png')
         (out/'webcam_roundtrip.json').write_text(json.dumps(dict(size=SIZE, threads=THREADS, photo=scene['photo'].name, label=scene['label'], **stats)))
+
+
+def test_teach_two_classes_from_the_fake_camera(chromium, scene, lab, tmp_path):
+    "No model: add two classes in the widget, record frames of each, press Train, and see the swapped model's labels."
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    from recyclenet.webcam import MIN_PHOTOS
+
+    snaps, classes = tmp_path/'teach', ['jars', 'tins']
+    driver = open_notebook(chromium, lab, scene['clip'], 'teach.ipynb',
+        'from recyclenet.config import RunConfig, FOLDER_DEFAULTS\nfrom recyclenet.webcam import WebcamSorter\n'
+        f'w = WebcamSorter(snapshot_dir={str(snaps)!r}, cfg=RunConfig(**{{**FOLDER_DEFAULTS, "size": {SIZE}, '
+        f'"out": {str(tmp_path/"runs")!r}}}), max_fps=0)\nw')
+    js, find = driver.execute_script, driver.find_element
+    in_row = lambda c, q: f"const r = document.querySelector('.rn-webcam .rn-classrow[data-class={c}]'); return r && {q};"
+    count = lambda c: js(in_row(c, "parseInt(r.querySelector('.rn-count').textContent)")) or 0   # (rows redraw: no stale refs)
+    try:
+        wait = WebDriverWait(driver, 60, 0.2)
+        try: wait.until(lambda d: js("const v = document.querySelector('.rn-webcam video'); return v && v.videoWidth > 0"))
+        except Exception:
+            pytest.fail(f"the camera did not start; page:\n{js('return document.body.innerText.slice(0, 1500)')}\nbrowser log:\n"
+                        + '\n'.join(str(e) for e in driver.get_log('browser')[-20:]))
+        assert find(By.CSS_SELECTOR, '.rn-webcam .rn-label').text == 'no model yet'
+        for c in classes:
+            find(By.CSS_SELECTOR, '.rn-webcam .rn-newclass').send_keys(c)
+            find(By.CSS_SELECTOR, '.rn-webcam .rn-add').click()
+            wait.until(lambda d: js(in_row(c, 'true')))
+            js(in_row(c, "r.querySelector('.rn-rec').click()"))                        # ● Record ...
+            wait.until(lambda d: count(c) >= MIN_PHOTOS)
+            js(in_row(c, "r.querySelector('.rn-rec').click()"))                        # ... ■ Stop
+            assert js(in_row(c, "r.querySelectorAll('.rn-thumbs img').length")) > 0
+        counts = {c: len(image_files(snaps/c)) for c in classes}
+        time.sleep(1)
+        assert counts == {c: len(image_files(snaps/c)) for c in classes}, 'frames were still recorded after Stop'
+        find(By.CSS_SELECTOR, '.rn-webcam .rn-train').click()
+        shown = lambda d: js("const l = document.querySelector('.rn-webcam .rn-label'); return l && l.dataset.label")
+        try: WebDriverWait(driver, 120, 0.5).until(lambda d: shown(d) in classes)
+        except Exception:
+            pytest.fail(f"no label after Train; widget:\n{js('return document.querySelector(`.rn-webcam`).innerText')}\n"
+                        f"lab log:\n{(lab['dir']/'lab.log').read_text()[-2000:]}")
+        status = find(By.CSS_SELECTOR, '.rn-webcam .rn-status').text
+        assert status.startswith('Trained in'), status
+        js("document.querySelector('.rn-webcam').closest('.jp-Cell').scrollIntoView()")
+        shot = tmp_path/'teach_screenshot.png'
+        driver.save_screenshot(str(shot))
+    finally: driver.quit()
+    assert all(n >= MIN_PHOTOS for n in counts.values()), counts
+    with Image.open(image_files(snaps/classes[0])[0]) as im: assert im.size == camera_image(scene['photo']).size   # full frames
+    if OUT: shutil.copy(shot, Path(OUT)/'teach_screenshot.png')

@@ -20,18 +20,26 @@ function render({ model, el }) {
       <label class="rn-row"><input class="rn-attention" type="checkbox"> show attention</label>
       <div class="rn-row"><select class="rn-class" title="the true class of the snapshot"></select><button class="rn-save">Save snapshot</button></div>
       <div class="rn-message"></div>
+      <div class="rn-teach">
+        <div class="rn-title">Teach it your own classes</div>
+        <div class="rn-classes"></div>
+        <div class="rn-row"><input class="rn-newclass" placeholder="new class" size="14"><button class="rn-add">Add class</button></div>
+        <div class="rn-row"><button class="rn-train">Train</button><label class="rn-usebase"><input class="rn-base" type="checkbox"> from <span class="rn-basename"></span></label><button class="rn-export">Export</button></div>
+        <div class="rn-status" role="status"></div>
+      </div>
     </div>`;
   el.appendChild(root);
   const $ = s => root.querySelector(s);
   const video = $(".rn-video"), still = $(".rn-still"), overlay = $(".rn-overlay"), nocam = $(".rn-nocam");
   const label = $(".rn-label"), bars = $(".rn-bars"), statsLine = $(".rn-stats"), error = $(".rn-error");
   const startBtn = $(".rn-start"), camSel = $(".rn-camera"), thr = $(".rn-threshold"), att = $(".rn-attention");
-  const classSel = $(".rn-class"), message = $(".rn-message");
+  const classSel = $(".rn-class"), message = $(".rn-message"), classList = $(".rn-classes"), status = $(".rn-status");
+  const trainBtn = $(".rn-train"), useBase = $(".rn-base"), newClass = $(".rn-newclass");
   const stats = (root.rnStats = { rtts: [], kernel: [], frames: 0 });
   const view = Math.random().toString(36).slice(2);
   const canvas = document.createElement("canvas");
   const urls = {};
-  let stream = null, pending = null, timer = null, n = 0, answered = [];
+  let stream = null, pending = null, timer = null, n = 0, answered = [], recording = null, recTimer = null, trainStart = 0;
 
   const set = (k, v) => { model.set(k, v); model.save_changes(); };
   const blobUrl = (key, bytes, type) => {
@@ -50,7 +58,7 @@ function render({ model, el }) {
 
   async function sendFrame() {
     timer = null;
-    if (!stream || pending || !model.get("running")) return;
+    if (!stream || pending || !model.get("running") || !model.get("has_model")) return;
     if (!video.videoWidth) { timer = setTimeout(sendFrame, 50); return; }
     pending = { id: `${view}:${++n}`, t0: performance.now() };
     const buf = await jpeg(model.get("frame_side"), 0.85);
@@ -90,6 +98,66 @@ function render({ model, el }) {
       }));
     }
     onAnswer(r);
+  }
+
+  async function recordFrame() {
+    if (!recording || !stream || !video.videoWidth) return;
+    model.send({ type: "record", label: recording }, undefined, [await jpeg(0, 0.9)]);
+  }
+
+  function toggleRecord(c) {
+    clearInterval(recTimer);
+    recording = recording === c ? null : c;
+    if (recording) { set("selected", c); recTimer = setInterval(recordFrame, 1000 / Math.max(0.5, model.get("record_fps"))); }
+    showClasses();
+  }
+
+  function showClasses() {
+    const classes = model.get("classes"), counts = model.get("counts"), thumbs = model.get("thumbs"), sel = model.get("selected");
+    if (recording && !classes.includes(recording)) toggleRecord(recording);
+    classList.replaceChildren(...classes.map(c => {
+      const row = document.createElement("div");
+      row.className = "rn-classrow" + (c === sel ? " rn-selected" : "");
+      row.dataset.class = c;
+      row.innerHTML = `<button class="rn-pick" title="pick (double-click to rename)"></button><span class="rn-count"></span>
+        <button class="rn-rec"></button><span class="rn-thumbs"></span><button class="rn-remove" title="remove this class">✕</button>`;
+      const pick = row.querySelector(".rn-pick"), rec = row.querySelector(".rn-rec");
+      pick.textContent = c;
+      pick.onclick = () => set("selected", c);
+      pick.ondblclick = () => { const name = prompt(`Rename ${c} to`, c); if (name && name !== c) model.send({ type: "rename", old: c, name }); };
+      row.querySelector(".rn-count").textContent = `${counts[c] || 0} photos`;
+      rec.textContent = recording === c ? "■ Stop" : "● Record";
+      rec.classList.toggle("rn-recording", recording === c);
+      rec.disabled = !stream;
+      rec.title = stream ? `record ${model.get("record_fps")} frames a second as photos of ${c}` : "start the camera to record (or upload photos)";
+      rec.onclick = () => toggleRecord(c);
+      row.querySelector(".rn-remove").onclick = () => { if (recording === c) toggleRecord(c); model.send({ type: "remove", name: c }); };
+      row.querySelector(".rn-thumbs").replaceChildren(...(thumbs[c] || []).map((b, i) => {
+        const img = document.createElement("img");
+        img.src = blobUrl(`thumb:${c}:${i}`, b, "image/jpeg");
+        return img;
+      }));
+      return row;
+    }));
+    classSel.replaceChildren(...classes.map(c => new Option(c, c, false, c === sel)));
+  }
+
+  function showTraining() {
+    const busy = model.get("training");
+    trainBtn.disabled = busy;
+    trainBtn.textContent = busy ? "Training…" : "Train";
+    if (busy && !trainStart) trainStart = performance.now();
+    if (!busy) trainStart = 0;
+    status.textContent = model.get("status");
+    $(".rn-usebase").hidden = !model.get("base_name");
+    $(".rn-basename").textContent = model.get("base_name");
+    useBase.checked = model.get("use_base");
+  }
+
+  function onModel() {
+    if (!model.get("has_model")) { label.textContent = "no model yet"; label.classList.add("rn-unsure"); delete label.dataset.label; }
+    att.disabled = !model.get("can_overlay");
+    if (model.get("has_model") && !pending) sendFrame();
   }
 
   function showOverlay() {
@@ -140,11 +208,13 @@ function render({ model, el }) {
     showStill();
     set("camera_error", "");
     listCameras();
+    showClasses();
     sendFrame();
   }
 
   function stop() {
     clearTimeout(timer);
+    if (recording) toggleRecord(recording);
     if (stream) stream.getTracks().forEach(t => t.stop());
     stream = null;
     pending = null;
@@ -173,17 +243,23 @@ function render({ model, el }) {
     const buffers = stream && video.videoWidth ? [await jpeg(0, 0.92)] : [];
     model.send({ type: "snapshot", label: classSel.value }, undefined, buffers);
   };
-  classSel.replaceChildren(...model.get("classes").map(c => new Option(c, c)));
+  $(".rn-add").onclick = () => { if (newClass.value.trim()) model.send({ type: "add", name: newClass.value.trim() }); newClass.value = ""; };
+  newClass.onkeydown = e => { if (e.key === "Enter") $(".rn-add").click(); };
+  trainBtn.onclick = () => model.send({ type: "train" });
+  useBase.onchange = () => set("use_base", useBase.checked);
+  $(".rn-export").onclick = () => model.send({ type: "export" });
   att.checked = model.get("attention");
   att.disabled = !model.get("can_overlay");
   if (att.disabled) att.parentElement.title = "This model has no spatial attention to show (it needs attention='ours' or 'cbam', and the PyTorch backend).";
 
   const handlers = [["change:result", showResult], ["change:overlay change:attention", showOverlay], ["change:still", showStill],
     ["change:running", onRunning], ["change:threshold", onThreshold],
-    ["change:message", () => { message.textContent = model.get("message"); }]];
+    ["change:message", () => { message.textContent = model.get("message"); }],
+    ["change:classes change:counts change:thumbs change:selected", showClasses], ["change:training change:status change:use_base", showTraining],
+    ["change:has_model change:can_overlay", onModel]];
   for (const [ev, f] of handlers) model.on(ev, f);
-  onThreshold(); showResult(); showOverlay(); showStill(); onRunning();
-  return () => { stop(); for (const [ev, f] of handlers) model.off(ev, f); Object.keys(urls).forEach(k => blobUrl(k, null)); };
+  onThreshold(); showResult(); showOverlay(); showStill(); onRunning(); showClasses(); showTraining(); onModel();
+  return () => { clearInterval(recTimer); stop(); for (const [ev, f] of handlers) model.off(ev, f); Object.keys(urls).forEach(k => blobUrl(k, null)); };
 }
 
 export default { render };
