@@ -7,7 +7,7 @@ from __future__ import annotations
 import io, os, random, time, warnings
 from pathlib import Path
 
-import numpy as np, pandas as pd, torch, torch.nn as nn
+import numpy as np, pandas as pd, torch, torch.nn as nn, torch.nn.functional as F
 from .data import PROGRESS_MIN, progress
 from .models import RecycleNet, BLOCK_ATTENTION
 from .learner import CheckpointCallback, suggest_lr, load_checkpoint, lines_in_logs
@@ -16,9 +16,9 @@ from fastai.callback.channelslast import ChannelsLast
 from fastai.callback.fp16 import MixedPrecision
 
 # %% auto #0
-__all__ = ['step_schedule', 'mix_callbacks', 'fit_recyclenet', 'paper_sgd', 'plot_history', 'body_stages', 'trunk_depth',
-           'overlapped', 'cpu_engine', 'cache_features', 'CachedViews', 'FromStage', 'later_params', 'cached_learner',
-           'probe_weights', 'fit_probe']
+__all__ = ['PROBE_CS', 'step_schedule', 'mix_callbacks', 'fit_recyclenet', 'paper_sgd', 'plot_history', 'body_stages',
+           'trunk_depth', 'overlapped', 'cpu_engine', 'cache_features', 'CachedViews', 'FromStage', 'later_params',
+           'cached_learner', 'probe_weights', 'probe_rows', 'fit_probe']
 
 # %% ../nbs/04_recipes.ipynb #5e64bebd
 def step_schedule(lr, n_epoch, every=40, gamma=0.1):
@@ -228,34 +228,69 @@ def cached_learner(learn, views=8, stride=16) -> Learner:
     return top
 
 # %% ../nbs/04_recipes.ipynb #5c0d7e3f
-def probe_weights(x, y, xv, yv, Cs=(0.01, 0.03, 0.1, 0.3, 1.)) -> tuple[np.ndarray, np.ndarray, float, list]:
+PROBE_CS = (0.01, 0.03, 0.1, 0.3, 1.)                              # the regularisation strengths a probe tries
+
+def probe_weights(x, y, xv, yv, Cs=PROBE_CS, balanced=False) -> tuple[np.ndarray, np.ndarray, float, list]:
     ("Weights and bias of a linear layer equal to a logistic regression on standardised `x`, its `C` best on (`xv`, "
-     "`yv`); that C and each C's validation accuracy.")
+     "`yv`); that C and each C's validation accuracy. `balanced`: each class weighs the same, however many photos.")
     from sklearn.linear_model import LogisticRegression
     mu, sd = x.mean(0), x.std(0) + 1e-6
-    fits = [LogisticRegression(C=C, max_iter=3000).fit((x - mu)/sd, y) for C in Cs]
+    fits = [LogisticRegression(C=C, max_iter=3000, class_weight='balanced' if balanced else None).fit((x - mu)/sd, y) for C in Cs]
     acc = [float((f.predict((xv - mu)/sd) == yv).mean()) for f in fits]
     best = fits[int(np.argmax(acc))]                                # (ties: the strongest regularisation)
     w, b = best.coef_, best.intercept_
     if len(w) == 1: w, b = np.concatenate([-w, w])/2, np.concatenate([-b, b])/2   # two classes: sklearn keeps one row
     return w/sd, b - (w*mu/sd).sum(1), float(best.C), acc
 
-def fit_probe(learn, views=8, Cs=(0.01, 0.03, 0.1, 0.3, 1.)) -> Learner:
+# %% ../nbs/04_recipes.ipynb #5474972b
+def probe_rows(x, y, xv, yv, w0, b0, Cs=PROBE_CS) -> tuple[np.ndarray, np.ndarray, float, list]:
+    ("The rows after `len(w0)` of a linear layer whose first rows stay `w0`, `b0` (a trained head's): a class-balanced "
+     "logistic regression on standardised `x` with the fixed rows' logits as offsets, its `C` best on (`xv`, `yv`).")
+    f64 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float64)
+    x, xv, w0, b0, y, yv = f64(x), f64(xv), f64(w0), f64(b0), torch.as_tensor(y).long(), torch.as_tensor(yv).long()
+    n = int(max(y.max(), yv.max())) + 1
+    mu, sd = x.mean(0), x.std(0) + 1e-6
+    fixed, fixed_v, z, zv = x @ w0.T + b0, xv @ w0.T + b0, (x - mu)/sd, (xv - mu)/sd
+    seen = torch.bincount(y, minlength=n).double()
+    weight = torch.where(seen > 0, len(y)/(seen.clamp(min=1)*(seen > 0).sum()), 0.)    # each class weighs the same
+    fits, acc = [], []
+    for C in Cs:                                                     # the loss sklearn's C means, with class weights
+        w = torch.zeros(n - len(w0), x.shape[1], dtype=torch.float64, requires_grad=True)
+        b = torch.zeros(n - len(w0), dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.LBFGS([w, b], max_iter=500, line_search_fn='strong_wolfe')
+        def objective():
+            opt.zero_grad()
+            loss = F.cross_entropy(torch.cat([fixed, z @ w.T + b], 1), y, weight=weight) + (w**2).sum()/(2*C*len(y))
+            loss.backward(); return loss
+        opt.step(objective)
+        with torch.no_grad(): pred = torch.cat([fixed_v, zv @ w.T + b], 1).argmax(1)
+        fits.append((w.detach(), b.detach())); acc.append(float((pred == yv).double().mean()))
+    w, b = fits[int(np.argmax(acc))]                                 # (ties: the strongest regularisation)
+    return (w/sd).numpy(), (b - (w*mu/sd).sum(1)).numpy(), float(Cs[int(np.argmax(acc))]), acc
+
+# %% ../nbs/04_recipes.ipynb #87abcd0f
+def fit_probe(learn, views=8, Cs=PROBE_CS, balanced=False) -> Learner:
     ("Fit `learn`'s head as a logistic regression (`probe_weights`) on the frozen backbone's pooled features over "
-     "`views` augmented passes.")
-    model = learn.model
+     "`views` augmented passes; with a base's classes in `learn.config['known']` (the first rows), only the rows after "
+     "them (`probe_rows`).")
+    model, vocab, head = learn.model, list(learn.dls.vocab), learn.model.head[-1]
+    known = len(learn.config.get('known') or ())
     if model.config['attention'] and not learn.config.get('base'):
-        raise ValueError(f"recipe='probe' fits only the head, on features of the frozen backbone: attention={model.config['attention']!r} "
-                         "would stay untrained. Use attention=None, or recipe='cached'.")
+        raise ValueError(f"recipe='probe' fits only the head, on features of the frozen backbone: "
+                         f"attention={model.config['attention']!r} would stay untrained. Use attention=None, or recipe='cached'.")
     if views < 1: raise ValueError(f"views={views}: use at least one augmented view of each photo.")
     pooled = nn.Sequential(model.body, model.attention, *model.head[:2]).to(learn.dls.device)   # backbone, pool, flatten
     xt, yt = cache_features(pooled, learn.dls.train.new(shuffle=False, drop_last=False), views)
     xv, yv = cache_features(pooled, learn.dls.valid)
-    yt = yt.cpu().numpy()
-    missing = sorted(set(range(len(learn.dls.vocab))) - set(yt))
-    if missing: raise ValueError(f"Class(es) {[learn.dls.vocab[i] for i in missing]} have no training photos: add some, or leave them out.")
-    w, b, C, acc = probe_weights(xt.float().cpu().numpy(), yt, xv.float().cpu().numpy(), yv.cpu().numpy(), Cs)
-    with torch.no_grad(): model.head[-1].weight.copy_(torch.from_numpy(w)); model.head[-1].bias.copy_(torch.from_numpy(b))
+    xt, yt, xv, yv = xt.float().cpu().numpy(), yt.cpu().numpy(), xv.float().cpu().numpy(), yv.cpu().numpy()
+    missing = sorted(set(range(known, len(vocab))) - set(yt))
+    if missing: raise ValueError(f"Class(es) {[vocab[i] for i in missing]} have no training photos: add some, or leave them out.")
+    if known and not (yt < known).any():
+        raise ValueError(f"Keeping the known classes {vocab[:known]} needs photos of a few of them too, so that the new rows "
+                         f"learn what is not {', '.join(vocab[known:])}: add folders named like them.")
+    if known: w, b, C, acc = probe_rows(xt, yt, xv, yv, head.weight[:known].detach().cpu(), head.bias[:known].detach().cpu(), Cs)
+    else: w, b, C, acc = probe_weights(xt, yt, xv, yv, Cs, balanced)
+    with torch.no_grad(): head.weight[known:].copy_(torch.as_tensor(w)); head.bias[known:].copy_(torch.as_tensor(b))
     learn.config.update(recipe='probe', views=views, C=C, lr=None)
     learn.history = pd.DataFrame(dict(C=Cs, valid_accuracy=acc))
     return learn
