@@ -26,7 +26,9 @@ AUG_PROBS = {'low': 0.1, 'mid': 0.3, 'high': 0.5}
 
 def albumentations_preset(aug='mid', seed=None) -> A.Compose:
     "RecycleNet's augmentations (affine, colour, blur/distortion) applied with the `aug` probability."
-    if aug not in AUG_PROBS: raise ValueError(f"aug={aug!r}: choose one of {', '.join(AUG_PROBS)}, 'webcam' (in `trashnet_dls`), or None for no augmentation.")
+    if aug not in AUG_PROBS:
+        raise ValueError(f"aug={aug!r}: choose one of {', '.join(AUG_PROBS)}, 'webcam' (in `trashnet_dls`), or None "
+                         "for no augmentation.")
     p = AUG_PROBS[aug]
     return A.Compose([
         A.Transpose(p=p),
@@ -53,7 +55,8 @@ class AlbumentationsTransform(Transform):
         self.aug.set_random_state(np.random.default_rng(s), random.Random(s))
         x = np.asarray(img)
         out = self.aug(image=x)['image']
-        if out.shape != x.shape: out = np.ascontiguousarray(np.rot90(out))   # a transpose of a non-square image: keep its frame
+        if out.shape != x.shape:   # a transpose of a non-square image: keep its frame
+            out = np.ascontiguousarray(np.rot90(out))
         return type(img).create(out)
 
 # %% ../nbs/01_augment.ipynb #cecb57c4
@@ -66,8 +69,8 @@ class TrainResize(Resize):
     split_idx = 0
 
 def trashnet_dls(path, split='official', size=224, bs=32, aug='mid', resize='crop', presize=None, min_scale=0.75,
-                 seed=42, classes=CLASSES, pct=SPLIT_PCT, extra_train=None, extra_augs=None, num_workers=None, device=None,
-                 verbose=False):
+                 seed=42, classes=CLASSES, pct=SPLIT_PCT, extra_train=None, extra_augs=None, num_workers=None,
+                 device=None, verbose=False):
     ("fastai `DataLoaders` (train, valid, and labelled test as `dls[2]`) for the images at `path`; `aug`: a preset "
      "name or None; `extra_augs`: albumentations transforms after it.")
     set_seed(seed)
@@ -77,14 +80,16 @@ def trashnet_dls(path, split='official', size=224, bs=32, aug='mid', resize='cro
     if unknown: raise ValueError(f"Labels {unknown} are not among classes {classes}.")
     df, skipped = drop_unreadable(df)                               # (before the clutter is drawn from it)
     for s in ('train', 'valid'):
-        if not (df.split == s).any(): raise ValueError(f"The {s} split is empty: every class needs images in train and valid.")
+        if not (df.split == s).any():
+            raise ValueError(f"The {s} split is empty: every class needs images in train and valid.")
     trval, test = df[df.split != 'test'].reset_index(drop=True), df[df.split == 'test'].reset_index(drop=True)
     size = input_size(size)
     presize = presize or tuple(int(s*1.15) for s in size)
     train_resize, valid_resize = TrainResize(presize, method=resize), Resize(size, method=resize)
     crop = RandomResizedCropGPU(size, min_scale=min_scale)
     valid_resize.split_idx, crop.split_idx = 1, 0
-    if aug == 'webcam': aug, extra_augs = 'mid', [*webcam_augs(clutter=tuple(df.file[df.split == 'train'])), *(extra_augs or [])]
+    if aug == 'webcam':
+        aug, extra_augs = 'mid', [*webcam_augs(clutter=tuple(df.file[df.split == 'train'])), *(extra_augs or [])]
     augs = albumentations_preset(aug) if aug else None
     if extra_augs: augs = A.Compose([*(augs.transforms if augs else []), *extra_augs])
     item_tfms = [train_resize, valid_resize] + ([AlbumentationsTransform(augs)] if augs else [])
@@ -130,7 +135,8 @@ def augment_offline(src, dst, probability='mid', copies=3, seed=1234, split='off
 # %% ../nbs/01_augment.ipynb #3ef2b595
 def _work_scale(img, max_side=256):
     s = min(1., max_side/max(img.shape[:2]))
-    return s, (cv2.resize(img, (round(img.shape[1]*s), round(img.shape[0]*s)), interpolation=cv2.INTER_AREA) if s < 1 else img)
+    return s, (cv2.resize(img, (round(img.shape[1]*s), round(img.shape[0]*s)), interpolation=cv2.INTER_AREA)
+               if s < 1 else img)
 
 def _fill_holes(m):
     h, w = m.shape
@@ -179,12 +185,13 @@ def segment_object(img, min_dist=12., lightness=0.5, fallback=True) -> np.ndarra
         keep = 1 + np.flatnonzero(areas >= 0.25*areas.max())
         m = np.isin(lab_, keep)
     m = _fill_holes(m)
-    if fallback and m.mean() < 0.03:                                # nothing stands out (clear glass, say): a centred ellipse
+    if fallback and m.mean() < 0.03:   # nothing stands out (clear glass, say): a centred ellipse
         m = np.zeros(m.shape, np.uint8)
         h, w = m.shape
         cv2.ellipse(m, (w//2, h//2), (int(w*0.3), int(h*0.35)), 0, 0, 360, 1, -1)
         m = m.astype(bool)
-    if s < 1: m = cv2.resize(m.astype(np.uint8), (img.shape[1], img.shape[0]), interpolation=cv2.INTER_NEAREST).astype(bool)
+    if s < 1:
+        m = cv2.resize(m.astype(np.uint8), (img.shape[1], img.shape[0]), interpolation=cv2.INTER_NEAREST).astype(bool)
     return m
 
 # %% ../nbs/01_augment.ipynb #22b0eff1
@@ -197,8 +204,8 @@ def to_uint8(x) -> np.ndarray: return np.clip(np.rint(x), 0, 255).astype(np.uint
 
 SCENES = ('wood', 'tiles', 'brick', 'grass', 'gravel', 'coffee', 'astronaut', 'rocket', 'chelsea')
 PROCEDURAL = ('dead_leaves', 'spectral', 'fabric')                 # endless, random: for training, never in the suite
-TRAIN_SCENES = ('clutter', *PROCEDURAL, 'motorcycle', 'hubble_deep_field', 'immunohistochemistry', 'retina', 'colorwheel',
-                'camera', 'page', 'moon', 'coins', 'clock', 'cell')
+TRAIN_SCENES = ('clutter', *PROCEDURAL, 'motorcycle', 'hubble_deep_field', 'immunohistochemistry', 'retina',
+                'colorwheel', 'camera', 'page', 'moon', 'coins', 'clock', 'cell')
 _TINTS = {'brick': (190, 105, 80), 'grass': (110, 150, 70), 'gravel': (150, 145, 135)}
 
 def smooth_noise(rng, h, w, cells=6) -> np.ndarray:
@@ -247,7 +254,8 @@ def _dead_leaves(rng, h, w, n=300) -> np.ndarray:
             d, n_ = np.array([np.cos(a), np.sin(a)]), np.array([-np.sin(a), np.cos(a)])
             corners = [np.array([x, y]) + rr*(s*d + t*q*n_) for s, t in ((-1, -1), (1, -1), (1, 1), (-1, 1))]
             cv2.fillConvexPoly(out, np.array(corners, np.int32), c, cv2.LINE_AA)
-    return to_uint8(cv2.GaussianBlur(out, (0, 0), rng.uniform(0.3, 1.5)).astype(np.float32) + rng.normal(0, 3, (h, w, 1)))
+    return to_uint8(cv2.GaussianBlur(out, (0, 0), rng.uniform(0.3, 1.5)).astype(np.float32) +
+                    rng.normal(0, 3, (h, w, 1)))
 
 def _spectral(rng, h, w) -> np.ndarray:
     ("Procedural surfaces: noise of amplitude 1/f^e (fine grain to smooth blotches), often stretched one way, "
@@ -276,7 +284,8 @@ def _fabric(rng, h, w) -> np.ndarray:
     out = pal[bands(x)]
     if rng.random() < 0.6: out = (out + pal[bands(y + rng.uniform(0, period))])/2    # a plaid
     out *= (0.9 + 0.1*np.sin(2*np.pi*(x + y)/rng.uniform(2, 5)))[..., None]           # the weave
-    out = cv2.warpAffine(out, cv2.getRotationMatrix2D((s/2, s/2), rng.uniform(0, 180), 1), (s, s), borderMode=cv2.BORDER_REFLECT)
+    out = cv2.warpAffine(out, cv2.getRotationMatrix2D((s/2, s/2), rng.uniform(0, 180), 1), (s, s),
+                         borderMode=cv2.BORDER_REFLECT)
     i, j = (s - h)//2, (s - w)//2
     return to_uint8(out[i:i+h, j:j+w] + rng.normal(0, 3, (h, w, 1)))
 
@@ -286,7 +295,8 @@ def _photo(name) -> np.ndarray:
     import skimage.data
     im = skimage.data.stereo_motorcycle()[0] if name == 'motorcycle' else getattr(skimage.data, name)()   # (a garage)
     if im.ndim == 3 and im.shape[2] == 4: im = im[..., :3]
-    if im.ndim == 2: im = to_uint8(im[..., None].astype(np.float32)/255*np.array(_TINTS.get(name, (160,)*3), np.float32)*1.5)
+    if im.ndim == 2:
+        im = to_uint8(im[..., None].astype(np.float32)/255*np.array(_TINTS.get(name, (160,)*3), np.float32)*1.5)
     return np.ascontiguousarray(im[..., :3])
 
 @lru_cache(maxsize=None)
@@ -298,18 +308,21 @@ def scene(name, h, w, seed=0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     if name == 'wood': return _wood(rng, h, w)
     if name == 'tiles': return _tiles(rng, h, w)
-    if name == 'clutter': return to_uint8(np.stack([smooth_noise(rng, h, w, int(rng.integers(3, 16))) for _ in range(3)], -1)*255)
+    if name == 'clutter':
+        return to_uint8(np.stack([smooth_noise(rng, h, w, int(rng.integers(3, 16))) for _ in range(3)], -1)*255)
     if name == 'dead_leaves': return _dead_leaves(rng, h, w)
     if name == 'spectral': return _spectral(rng, h, w)
     if name == 'fabric': return _fabric(rng, h, w)
-    if name not in SCENES + TRAIN_SCENES: raise ValueError(f"scene {name!r}: use one of {', '.join(SCENES + TRAIN_SCENES)}.")
+    if name not in SCENES + TRAIN_SCENES:
+        raise ValueError(f"scene {name!r}: use one of {', '.join(SCENES + TRAIN_SCENES)}.")
     im = _photo(name)
     H, W = im.shape[:2]
-    s = rng.uniform(0.5, 1)*min(H/h, W/w)                          # a crop of the photo's shape h:w, 50-100% as big as fits
+    s = rng.uniform(0.5, 1)*min(H/h, W/w)   # a crop of the photo's shape h:w, 50-100% as big as fits
     ch, cw = max(1, int(h*s)), max(1, int(w*s))
     i, j = rng.integers(0, H - ch + 1), rng.integers(0, W - cw + 1)
     out = cv2.resize(im[i:i+ch, j:j+cw], (w, h), interpolation=cv2.INTER_AREA)
-    if name in TRAIN_SCENES and _is_grey(name): out = to_uint8(out*rng.uniform(0.4, 1.3, 3).astype(np.float32))   # in any tint
+    if name in TRAIN_SCENES and _is_grey(name):
+        out = to_uint8(out*rng.uniform(0.4, 1.3, 3).astype(np.float32))   # in any tint
     return out
 
 def feather(mask, sigma) -> np.ndarray:
@@ -336,15 +349,17 @@ class BackgroundSwap(A.ImageOnlyTransform):
      "with objects cut from `clutter` photos strewn over it.")
     def __init__(self, severity=(1, 5), scenes=SCENES, clutter=(), p=0.3):
         super().__init__(p=p)
-        self.severity, self.scenes, self.clutter = (severity, severity) if isinstance(severity, int) else tuple(severity), tuple(scenes), tuple(clutter)
+        self.severity, self.scenes, self.clutter = (
+            (severity, severity) if isinstance(severity, int) else tuple(severity), tuple(scenes), tuple(clutter))
     def get_params(self):
-        return dict(severity=int(self.py_random.randint(*self.severity)), seed=int(self.random_generator.integers(2**31)),
-                    strewn=self.py_random.random() < 0.5)
+        return dict(severity=int(self.py_random.randint(*self.severity)),
+                    seed=int(self.random_generator.integers(2**31)), strewn=self.py_random.random() < 0.5)
     def apply(self, img, severity=3, seed=0, strewn=False, **params):
         return background(img, severity, seed, scenes=self.scenes, clutter=self.clutter if strewn else ())
     def get_transform_init_args_names(self): return ('severity', 'scenes', 'clutter')
-    def __repr__(self):                                             # (the clutter as a count: it can be thousands of paths)
-        args = dict(self.get_base_init_args(), severity=self.severity, scenes=self.scenes, clutter=f'{len(self.clutter)} photos')
+    def __repr__(self):   # (the clutter as a count: it can be thousands of paths)
+        args = dict(self.get_base_init_args(), severity=self.severity, scenes=self.scenes,
+                    clutter=f'{len(self.clutter)} photos')
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in args.items())})"
 
 
@@ -408,12 +423,14 @@ def webcam_augs(p=0.25, background=0.5, clutter=()) -> list:
      "swap with `background` (none uses the suite's scenes), half its swaps strewn with objects from the `clutter` "
      "photos.")
     return [A.Affine(scale=(0.4, 1.), translate_percent=(-0.2, 0.2), fill=(235, 235, 235), p=p),
-            BackgroundSwap(scenes=TRAIN_SCENES + 2*PROCEDURAL, clutter=clutter, p=background),          # (the procedural scenes 3 times as often)
+            BackgroundSwap(scenes=TRAIN_SCENES + 2*PROCEDURAL,   # (the procedural scenes 3 times as often)
+                           clutter=clutter, p=background),
             Occluder(p=p),
             A.Sequential([A.MultiplicativeNoise(multiplier=(0.2, 0.7), p=1),           # dim light: a shorter exposure,
                           A.ShotNoise(scale_range=(0.001, 0.01), p=1),                 # fewer photons (Poisson noise),
                           A.GaussNoise(std_range=(0, 0.03), p=1)], p=p),               # and the sensor's read noise
             A.OneOf([A.MotionBlur(blur_limit=(7, 17), p=1), A.Defocus(radius=(3, 6), p=1)], p=p),
             A.ImageCompression(quality_range=(8, 40), p=p),
+            # a cast: offsets, or white-balance gains
             A.OneOf([A.RGBShift(r_shift_limit=40, g_shift_limit=40, b_shift_limit=40, p=1),
-                     A.MultiplicativeNoise(multiplier=(0.6, 1.4), per_channel=True, p=1)], p=p)]   # a cast: offsets, or white-balance gains
+                     A.MultiplicativeNoise(multiplier=(0.6, 1.4), per_channel=True, p=1)], p=p)]

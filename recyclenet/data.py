@@ -8,7 +8,8 @@ import hashlib, io, os, shutil, sys, time, warnings, zipfile
 from pathlib import Path
 
 import numpy as np, pandas as pd
-warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated', category=FutureWarning)  # fastai 2.8 on torch 2.10+
+warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated',
+                        category=FutureWarning)  # fastai 2.8 on torch 2.10+
 from PIL import Image, ImageOps, UnidentifiedImageError
 from fastai.vision.all import PILImage
 
@@ -23,7 +24,8 @@ __all__ = ['CLASSES', 'IMAGE_EXTS', 'TRASHNET_URL', 'TRASHNET_SHA256', 'PROGRESS
 
 # %% ../nbs/00_data.ipynb #a6f4bc56
 CLASSES = ['glass', 'paper', 'cardboard', 'plastic', 'metal', 'trash']
-IMAGE_EXTS = {'.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff', '.webp', '.heic', '.heif'}   # HEIC: counted, read with pillow-heif
+IMAGE_EXTS = {'.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff', '.webp',
+              '.heic', '.heif'}   # HEIC: counted, read with pillow-heif
 try: from pillow_heif import register_heif_opener; register_heif_opener()
 except ImportError: pass
 
@@ -49,7 +51,8 @@ def data_home() -> Path:
     return Path(os.environ.get('RECYCLENET_HOME', '~/.recyclenet')).expanduser()/'data'
 
 # %% ../nbs/00_data.ipynb #4f724103
-def _is_junk(p: Path) -> bool: return any(s.startswith('.') or s == '__MACOSX' for s in p.parts)   # (hidden, macOS zip junk)
+def _is_junk(p: Path) -> bool:
+    return any(s.startswith('.') or s == '__MACOSX' for s in p.parts)   # (hidden, macOS zip junk)
 
 def walk_files(folder, exts=None) -> list[Path]:
     ("Files in `folder` (recursively; only suffixes in `exts` if given), hidden files and folders and macOS junk left "
@@ -68,7 +71,8 @@ def check_trashnet(path, classes=CLASSES) -> Path:
     missing = [c for c in classes if not (path/c).is_dir()]
     if missing:
         raise FileNotFoundError(f"{path} has no class folder(s) {', '.join(missing)}: expected one folder per class "
-                                f"({', '.join(classes)}). Point at TrashNet's dataset-resized/ folder or an archive of it.")
+                                f"({', '.join(classes)}). Point at TrashNet's dataset-resized/ folder or an archive "
+                                "of it.")
     empty = [c for c in classes if not image_files(path/c)]
     if empty:
         raise ValueError(f"Class folder(s) {', '.join(str(path/c) for c in empty)} hold no images: "
@@ -94,12 +98,14 @@ def unpack_zip(archive, dest) -> Path:
     "Unpack `archive` into `dest`, skipping `__MACOSX/` and `.DS_Store`; return `dest`."
     dest = Path(dest)
     try: zf = zipfile.ZipFile(archive)
-    except zipfile.BadZipFile: raise ValueError(f"{archive} is not a readable zip archive: download it again.") from None
+    except zipfile.BadZipFile:
+        raise ValueError(f"{archive} is not a readable zip archive: download it again.") from None
     with zf:
         for m in zf.infolist():
             p = Path(m.filename)
             if _is_junk(p) or m.is_dir(): continue
-            if p.is_absolute() or '..' in p.parts: raise ValueError(f"{archive} has an unsafe member path {m.filename!r}.")
+            if p.is_absolute() or '..' in p.parts:
+                raise ValueError(f"{archive} has an unsafe member path {m.filename!r}.")
             out = dest/p
             out.parent.mkdir(parents=True, exist_ok=True)
             with zf.open(m) as src, open(out, 'wb') as dst: shutil.copyfileobj(src, dst)
@@ -131,7 +137,8 @@ def get_trashnet(source=None, dest=None, url=TRASHNET_URL, sha256=TRASHNET_SHA25
         if url == TRASHNET_URL: check_sha256(archive, sha256)
         source = archive
     source = Path(source).expanduser()
-    if not source.exists(): raise FileNotFoundError(f"{source} does not exist: pass a TrashNet folder, a zip archive, or 'sample'.")
+    if not source.exists():
+        raise FileNotFoundError(f"{source} does not exist: pass a TrashNet folder, a zip archive, or 'sample'.")
     if source.is_file():
         out = dest/source.stem
         if not out.exists():
@@ -183,7 +190,8 @@ def _signature(fn) -> str:
     "What the first bytes of `fn` say it is, for files PIL can't identify: 'jpeg', 'heif' (HEIC photos) or ''."
     with open(fn, 'rb') as f: head = f.read(12)
     if head[:2] == b'\xff\xd8': return 'jpeg'
-    if head[4:8] == b'ftyp' and head[8:12] in (b'heic', b'heix', b'hevc', b'heim', b'heis', b'mif1', b'msf1'): return 'heif'
+    if head[4:8] == b'ftyp' and head[8:12] in (b'heic', b'heix', b'hevc', b'heim', b'heis', b'mif1', b'msf1'):
+        return 'heif'
     return ''
 
 def image_problem(fn) -> str:
@@ -200,10 +208,12 @@ def image_problem(fn) -> str:
     except UnidentifiedImageError:
         sig = _signature(fn)
         if sig == 'heif': return 'HEIC/HEIF photo: pip install pillow-heif to read it, or convert it to JPEG'
-        return 'truncated or corrupt image (its JPEG header is unreadable)' if sig == 'jpeg' else 'not an image (unknown format)'
+        return ('truncated or corrupt image (its JPEG header is unreadable)' if sig == 'jpeg'
+                else 'not an image (unknown format)')
     except Image.DecompressionBombError as e: return f'decompression bomb refused ({e})'
     except (OSError, SyntaxError, ValueError) as e:
-        return 'truncated or corrupt image' if 'truncat' in str(e).lower() or 'broken' in str(e).lower() else f'unreadable image ({e})'
+        return ('truncated or corrupt image' if 'truncat' in str(e).lower() or 'broken' in str(e).lower()
+                else f'unreadable image ({e})')
     return ''
 
 def verify_images(files) -> pd.DataFrame:
@@ -217,8 +227,9 @@ PROGRESS_MIN = 200   # work on fewer photos than this shows no progress
 def live_output() -> bool:
     "Whether a progress bar can redraw in place (a notebook, a terminal); not in a log, where each redraw piles up."
     from fastprogress.fastprogress import IN_NOTEBOOK
-    live = getattr(sys.stdout, 'live', None)                       # (a stdout may say: the webcam widget's training status)
-    return live if live is not None else IN_NOTEBOOK or sys.stdout.isatty()   # (fastprogress's `printing()` is true in logs)
+    live = getattr(sys.stdout, 'live', None)   # (a stdout may say: the webcam widget's training status)
+    # (fastprogress's `printing()` is true in logs)
+    return live if live is not None else IN_NOTEBOOK or sys.stdout.isatty()
 
 def progress(items, what='', total=None, show=None, every=0.1):
     "Iterate `items` with a progress bar (terminal, notebook) or a flushed line every `every` of the way (a log)."
@@ -260,8 +271,9 @@ def split_files(path) -> dict:
         fs = {s: d/f'one-indexed-files-notrash_{s}.txt' for s in SPLIT_NAMES}
         if all(f.exists() for f in fs.values()): return fs
         if any(f.exists() for f in fs.values()):
-            raise FileNotFoundError(f"{', '.join(str(f) for f in fs.values() if not f.exists())} is missing (the other split "
-                                    f"files are in {d}): restore it, or use split='random' (--split random).")
+            raise FileNotFoundError(f"{', '.join(str(f) for f in fs.values() if not f.exists())} is missing "
+                                    f"(the other split files are in {d}): restore it, or use split='random' "
+                                    "(--split random).")
     raise FileNotFoundError(f"No split files one-indexed-files-notrash_{{train,val,test}}.txt next to {path}.")
 
 def read_split_file(fn) -> pd.DataFrame:
@@ -292,11 +304,13 @@ def official_split(path, verbose=True) -> pd.DataFrame:
     if not exists.all():
         miss = df.file[~exists].tolist()
         raise FileNotFoundError(f"{len(miss)} of {len(df)} images named in the split files are not under {path}, e.g. "
-                                f"{', '.join(miss[:3])}. Is this the complete TrashNet? For your own folder use stratified_split.")
+                                f"{', '.join(miss[:3])}. Is this the complete TrashNet? For your own folder use "
+                                "stratified_split.")
     df = df.drop(columns='name')
     unlisted = len(image_files(path)) - len(df)
     if verbose:
-        print('official split:', ', '.join(f'{s} {n}' for s, n in df.split.value_counts()[['train', 'valid', 'test']].items()),
+        print('official split:',
+              ', '.join(f'{s} {n}' for s, n in df.split.value_counts()[['train', 'valid', 'test']].items()),
               f'({unlisted} image(s) under {path.name}/ are in no split file and are not used)' if unlisted > 0 else '')
     return df
 
@@ -319,8 +333,8 @@ def stratified_split(df, pct=SPLIT_PCT, seed=42, verbose=True) -> pd.DataFrame:
     for label, g in df.groupby('label', sort=False):
         n = len(g)
         if n < len(pct):
-            raise ValueError(f"Class '{label}' has {n} image(s); a {len(pct)}-way split needs at least {len(pct)} per class. "
-                             "Add photos to that class or remove its folder.")
+            raise ValueError(f"Class '{label}' has {n} image(s); a {len(pct)}-way split needs at least {len(pct)} "
+                             "per class. Add photos to that class or remove its folder.")
         cut = np.round(np.cumsum(pct)[:-1]*n).astype(int)
         cut = np.clip(cut, np.arange(1, len(pct)), n - np.arange(len(pct) - 1, 0, -1))   # every split gets >=1
         names = np.array(['train', 'valid', 'test'][:len(pct)])
@@ -336,7 +350,8 @@ def split_table(path, split='official', seed=42, pct=SPLIT_PCT) -> pd.DataFrame:
     if isinstance(split, pd.DataFrame): return split
     if split == 'official': return official_split(path, verbose=False)
     if split in ('random', 'stratified'): return stratified_split(path, pct=pct, seed=seed, verbose=False)
-    raise ValueError(f"split={split!r}: use 'official', 'random' (stratified by `pct`), or a DataFrame with file, label and split columns.")
+    raise ValueError(f"split={split!r}: use 'official', 'random' (stratified by `pct`), or a DataFrame with file, "
+                     "label and split columns.")
 
 def drop_unreadable(df) -> tuple[pd.DataFrame, pd.DataFrame]:
     "Split `df` into readable rows and a report (file, problem) of the rows left out, warning if any."
@@ -445,8 +460,8 @@ def get_outside(source=None, role=None) -> pd.DataFrame:
     root = Path(source or os.environ.get('RECYCLENET_OUTSIDE') or outside_path()).expanduser()
     manifest = root/'manifest.csv'
     if not manifest.exists():
-        raise FileNotFoundError(f"{manifest} does not exist: pass the folder of the outside photos (data/outside in the "
-                                "repository) or set RECYCLENET_OUTSIDE.")
+        raise FileNotFoundError(f"{manifest} does not exist: pass the folder of the outside photos (data/outside "
+                                "in the repository) or set RECYCLENET_OUTSIDE.")
     df = pd.read_csv(manifest, dtype=str).fillna('')
     if missing := [c for c in OUTSIDE_COLUMNS if c not in df.columns]:
         raise ValueError(f"{manifest} lacks the column(s) {', '.join(missing)}: it needs {', '.join(OUTSIDE_COLUMNS)}.")
@@ -454,11 +469,12 @@ def get_outside(source=None, role=None) -> pd.DataFrame:
         raise ValueError(f"{manifest} has unknown labels or roles: {', '.join(map(repr, bad))} (labels: "
                          f"{', '.join(CLASSES)}; roles: {', '.join(OUTSIDE_ROLES)}).")
     wrong = [f"{f}: missing" if not (root/f).exists() else f"{f}: sha256 {sha256sum(root/f)[:12]}… is not the "
-             f"manifest's {h[:12]}…" for f, h in zip(df.file, df.sha256) if not (root/f).exists() or sha256sum(root/f) != h]
+             f"manifest's {h[:12]}…"
+             for f, h in zip(df.file, df.sha256) if not (root/f).exists() or sha256sum(root/f) != h]
     if wrong:
         raise ValueError(f"{len(wrong)} of {len(df)} outside photos do not match {manifest}: {'; '.join(wrong[:3])}"
-                         f"{' …' if len(wrong) > 3 else ''}. Restore them (git checkout -- data/outside) or fetch the "
-                         "source again (data/make_outside.py).")
+                         f"{' …' if len(wrong) > 3 else ''}. Restore them (git checkout -- data/outside) or fetch "
+                         "the source again (data/make_outside.py).")
     df['file'] = [str(root/f) for f in df.file]
     return df if role is None else df[df.role == role].reset_index(drop=True)
 

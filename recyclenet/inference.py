@@ -29,7 +29,8 @@ def decode_size(size, resize='crop', aspect=4/3) -> tuple:
 def read_image(src, draft=None) -> Image.Image:
     "An upright RGB PIL image from a path, bytes, file object, PIL image or HxWx3 uint8 array."
     if isinstance(src, np.ndarray):
-        if src.ndim != 3 or src.shape[2] != 3 or src.dtype != np.uint8: raise ValueError(f"An array image must be HxWx3 uint8, not {src.shape} {src.dtype}.")
+        if src.ndim != 3 or src.shape[2] != 3 or src.dtype != np.uint8:
+            raise ValueError(f"An array image must be HxWx3 uint8, not {src.shape} {src.dtype}.")
         return Image.fromarray(src)
     return load_rgb(str(src) if isinstance(src, Path) else src, draft=draft)
 
@@ -81,7 +82,8 @@ class Classifier:
     def prepare(self, src) -> np.ndarray:
         "The model input for one image (any form `read_image` takes)."
         img = read_image(src, self.draft)
-        if min(img.size) < 8: raise ValueError(f"The image is {img.width}x{img.height} pixels: too small to classify (8x8 at least).")
+        if min(img.size) < 8:
+            raise ValueError(f"The image is {img.width}x{img.height} pixels: too small to classify (8x8 at least).")
         return to_input(img, self.size, self.stats, self.resize)
 
     def predict(self, src, topk=3, tta=False) -> dict:
@@ -101,7 +103,8 @@ class Classifier:
     def _load(self, src):
         try: return self.prepare(src), ''
         except Exception as e:
-            return None, (image_problem(src) if isinstance(src, (str, Path)) else '') or f'unreadable ({type(e).__name__}: {e})'
+            return None, ((image_problem(src) if isinstance(src, (str, Path)) else '') or
+                          f'unreadable ({type(e).__name__}: {e})')
 
     def predict_batch(self, items, bs=32, tta=False, workers=2, progress=True) -> pd.DataFrame:
         ("Label many images (paths or other forms): a DataFrame of path, label, confidence, error and one column per "
@@ -111,8 +114,8 @@ class Classifier:
         rows, chunks = [], [items[i:i+bs] for i in range(0, len(items), bs)]
         with ThreadPoolExecutor(workers) as pool:
             pending = _prefetch(pool, lambda chunk: [self._load(o) for o in chunk], chunks, ahead=workers + 1)
-            for chunk, loaded in zip(chunks, progress_of(pending, f'labelling {len(items)} photos, batches', len(chunks),
-                                                         show=progress and len(items) >= PROGRESS_MIN)):
+            for chunk, loaded in zip(chunks, progress_of(pending, f'labelling {len(items)} photos, batches',
+                                                         len(chunks), show=progress and len(items) >= PROGRESS_MIN)):
                 ok = [i for i, (x, _) in enumerate(loaded) if x is not None]
                 p = (self._tta if tta else self.probs)(np.stack([loaded[i][0] for i in ok])) if ok else []
                 pi = dict(zip(ok, p))
@@ -120,12 +123,14 @@ class Classifier:
                     name = str(src) if isinstance(src, (str, Path)) else f'<{type(src).__name__} {len(rows)}>'
                     if i in pi:
                         q = pi[i]
-                        rows.append(dict(path=name, label=self.classes[int(q.argmax())], confidence=float(q.max()), error='',
-                                         **{c: float(v) for c, v in zip(self.classes, q)}))
+                        rows.append(dict(path=name, label=self.classes[int(q.argmax())], confidence=float(q.max()),
+                                         error='', **{c: float(v) for c, v in zip(self.classes, q)}))
                     else: rows.append(dict(path=name, label=None, confidence=np.nan, error=err))
         return pd.DataFrame(rows, columns=['path', 'label', 'confidence', 'error', *self.classes])
 
-    def __repr__(self): return f"Classifier({self.config['arch']}, attention={self.config['attention']}, {self.backend}, classes={self.classes})"
+    def __repr__(self):
+        return (f"Classifier({self.config['arch']}, attention={self.config['attention']}, {self.backend}, "
+                f"classes={self.classes})")
 
 # %% ../nbs/08_inference.ipynb #f84b4bcd
 def load_classifier(path, backend='torch', device=None, trust=False) -> Classifier:
@@ -135,8 +140,9 @@ def load_classifier(path, backend='torch', device=None, trust=False) -> Classifi
     if backend not in ('torch', 'onnx'): raise ValueError(f"backend={backend!r}: use 'torch' or 'onnx'.")
     if path.suffix == '.onnx': return _onnx_classifier(path)
     if path.suffix == '.pkl':
-        if not trust: raise ValueError(f"{path} is a pickle (fastai's learn.export): loading it can run any code in it. "
-                                       "Pass trust=True only for a file you made yourself, or load the model.pth beside it.")
+        if not trust:
+            raise ValueError(f"{path} is a pickle (fastai's learn.export): loading it can run any code in it. "
+                             "Pass trust=True only for a file you made yourself, or load the model.pth beside it.")
         from fastai.learner import load_learner
         learn = load_learner(path, cpu=device is None or str(device) == 'cpu')
         c = learn.config if hasattr(learn, 'config') else {}
@@ -147,9 +153,11 @@ def load_classifier(path, backend='torch', device=None, trust=False) -> Classifi
         c = model.config
     if backend == 'onnx':
         onnx_file = path.with_suffix('.onnx')
-        if not onnx_file.exists() or onnx_file.stat().st_mtime < path.stat().st_mtime: export_onnx(path, onnx_file, verbose=False)
+        if not onnx_file.exists() or onnx_file.stat().st_mtime < path.stat().st_mtime:
+            export_onnx(path, onnx_file, verbose=False)
         return _onnx_classifier(onnx_file)
-    if 'size' not in c: raise ValueError(f"{path} has no input size in its config: use a model.pth written by `recyclenet train`.")
+    if 'size' not in c:
+        raise ValueError(f"{path} has no input size in its config: use a model.pth written by `recyclenet train`.")
     return Classifier(c, model=model)
 
 # %% ../nbs/08_inference.ipynb #98c854ac
@@ -175,7 +183,8 @@ def _onnx_session(path, threads=None):
     so = ort.SessionOptions()
     if threads: so.intra_op_num_threads = threads
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.add_session_config_entry('session.intra_op.allow_spinning', '0')   # waiting threads sleep: the cores go to decoding
+    # waiting threads sleep: the cores go to decoding
+    so.add_session_config_entry('session.intra_op.allow_spinning', '0')
     return ort.InferenceSession(str(path), so, providers=['CPUExecutionProvider'])
 
 def _onnx_classifier(path, threads=None) -> Classifier:
@@ -184,31 +193,38 @@ def _onnx_classifier(path, threads=None) -> Classifier:
         raise ValueError(f"{path} is not a readable ONNX model ({type(e).__name__}): make one with "
                          "`recyclenet export --model MODEL.pth`.") from None
     meta = sess.get_modelmeta().custom_metadata_map
-    if 'recyclenet_config' not in meta: raise ValueError(f"{path} is not a RecycleNet ONNX export (no recyclenet_config metadata).")
+    if 'recyclenet_config' not in meta:
+        raise ValueError(f"{path} is not a RecycleNet ONNX export (no recyclenet_config metadata).")
     return Classifier(json.loads(meta['recyclenet_config']), session=sess)
 
 def _check_images(check):
     "Photos to check an export on: `check`, else every sixth photo of the bundled sample."
     if check: return [str(f) for f in check]
     try: return [str(f) for f in image_files(get_trashnet('sample'))[::6]]
-    except FileNotFoundError: raise ValueError("Pass check=[some photos] to check the export (the bundled sample is not here).") from None
+    except FileNotFoundError:
+        raise ValueError("Pass check=[some photos] to check the export (the bundled sample is not here).") from None
 
 def calibration_photos(calibrate=None, max_photos=200) -> list[str]:
     ("Photos to calibrate int8 on: the files and folders in `calibrate` (else the bundled sample), at most "
      "`max_photos` spread evenly.")
     if calibrate is None:
         try: files = image_files(get_trashnet('sample'))
-        except FileNotFoundError: raise ValueError("Pass calibrate=<folder of photos> to quantise (the bundled sample is not here).") from None
+        except FileNotFoundError:
+            raise ValueError("Pass calibrate=<folder of photos> to quantise (the bundled sample is not "
+                             "here).") from None
     else:
         files = []
         for p in map(Path, calibrate if isinstance(calibrate, (list, tuple)) else [calibrate]):
             if p.is_dir():
                 found = image_files(p)
-                if not found: raise ValueError(f"Calibration folder {p} holds no images: give it photos like the ones the model will label.")
+                if not found:
+                    raise ValueError(f"Calibration folder {p} holds no images: give it photos like the ones the model "
+                                     "will label.")
                 files += found
             elif p.is_file(): files.append(p)
             else: raise FileNotFoundError(f"Calibration photos: {p} does not exist.")
-        if not files: raise ValueError("calibrate=[]: give a folder or a list of photos like the ones the model will label.")
+        if not files:
+            raise ValueError("calibrate=[]: give a folder or a list of photos like the ones the model will label.")
     step = max(1, -(-len(files)//max_photos))
     return [str(f) for f in files[::step]]
 
@@ -237,7 +253,8 @@ def _static_padding(model, h, w):
     for mod, (ih, iw) in shapes.items():
         ph, pw = (pad(n, k, s, d) for n, k, s, d in zip((ih, iw), mod.weight.shape[-2:], mod.stride, mod.dilation))
         p = (pw//2, pw - pw//2, ph//2, ph - ph//2)
-        mod.forward = lambda x, mod=mod, p=p: F.conv2d(F.pad(x, p), mod.weight, mod.bias, mod.stride, 0, mod.dilation, mod.groups)
+        mod.forward = lambda x, mod=mod, p=p: F.conv2d(F.pad(x, p), mod.weight, mod.bias, mod.stride, 0, mod.dilation,
+                                                       mod.groups)
     return model
 
 def export_onnx(model_file, out=None, quantize=False, check=None, calibrate=None, method='minmax',
@@ -252,20 +269,24 @@ def export_onnx(model_file, out=None, quantize=False, check=None, calibrate=None
     model_file = Path(model_file)
     out = Path(out or model_file.with_suffix('.int8.onnx' if quantize else '.onnx'))
     torch_clf = load_classifier(model_file, device='cpu')
-    if torch_clf.model is None: raise ValueError(f"{model_file} is an ONNX export already: export the model.pth it was made from.")
+    if torch_clf.model is None:
+        raise ValueError(f"{model_file} is an ONNX export already: export the model.pth it was made from.")
     m, c = torch_clf.model.float().eval(), torch_clf.config
     h, w = input_size(c['size'])
     check = _check_images(check)
     xs = np.stack([torch_clf.prepare(f) for f in check])
     tmp = out.with_name(f'.{out.name}.tmp')
-    torch.onnx.export(_static_padding(m, h, w), (torch.zeros(1, 3, h, w),), tmp, dynamo=False, opset_version=17, input_names=['image'],
-                      output_names=['logits'], dynamic_axes={'image': {0: 'batch'}, 'logits': {0: 'batch'}})
+    torch.onnx.export(_static_padding(m, h, w), (torch.zeros(1, 3, h, w),), tmp, dynamo=False, opset_version=17,
+                      input_names=['image'], output_names=['logits'],
+                      dynamic_axes={'image': {0: 'batch'}, 'logits': {0: 'batch'}})
     if quantize:
         from onnxruntime.quantization import quantize_static, QuantFormat, QuantType, CalibrationMethod
         from onnxruntime.quantization.shape_inference import quant_pre_process
         loaded = [torch_clf._load(f) for f in progress(photos, 'reading calibration photos')]
         cal = [x for x, _ in loaded if x is not None]
-        if not cal: raise ValueError(f"None of the {len(photos)} calibration photos could be read (first: {photos[0]}: {loaded[0][1]}).")
+        if not cal:
+            raise ValueError(f"None of the {len(photos)} calibration photos could be read (first: {photos[0]}: "
+                             f"{loaded[0][1]}).")
         class Calibration(CalibrationDataReader):
             "Model inputs of the calibration photos, a few at a time."
             def __init__(self): self.it = iter([{'image': np.stack(cal[i:i+8])} for i in range(0, len(cal), 8)])
@@ -273,9 +294,11 @@ def export_onnx(model_file, out=None, quantize=False, check=None, calibrate=None
         pre = tmp.with_name(tmp.name + '.pre')
         quant_pre_process(str(tmp), str(pre))
         excluded = _float_nodes(onnx.load(str(pre)).graph, keep_float)
-        quantize_static(str(pre), str(tmp), Calibration(), quant_format=QuantFormat.QDQ if qformat == 'qdq' else QuantFormat.QOperator,
+        quantize_static(str(pre), str(tmp), Calibration(),
+                        quant_format=QuantFormat.QDQ if qformat == 'qdq' else QuantFormat.QOperator,
                         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method={'minmax': CalibrationMethod.MinMax, 'percentile': CalibrationMethod.Percentile,
+                        calibrate_method={'minmax': CalibrationMethod.MinMax,
+                                          'percentile': CalibrationMethod.Percentile,
                                           'entropy': CalibrationMethod.Entropy}[method],
                         nodes_to_exclude=excluded, extra_options={'CalibMaxIntermediateOutputs': 4})
         pre.unlink()
@@ -284,5 +307,6 @@ def export_onnx(model_file, out=None, quantize=False, check=None, calibrate=None
     onnx.helper.set_model_props(proto, {'recyclenet_config': json.dumps(c, default=str)})
     onnx.save(proto, str(tmp)); os.replace(tmp, out)
     diff = float(np.abs(_onnx_classifier(out).probs(xs) - torch_clf.probs(xs)).max())
-    if verbose: print(f'{out}: max |p_onnx - p_torch| = {diff:.2e} on {len(check)} photos' + (f' (int8, {method} calibration on {len(cal)} photos)' if quantize else ''))
+    if verbose: print(f'{out}: max |p_onnx - p_torch| = {diff:.2e} on {len(check)} photos' +
+                      (f' (int8, {method} calibration on {len(cal)} photos)' if quantize else ''))
     return out, diff

@@ -23,8 +23,10 @@ def split_dl(dls, split='valid'):
     "An in-order `DataLoader` over `split` ('train', 'valid' or 'test') of `dls`, with the validation transforms."
     if split not in SPLITS: raise ValueError(f"split={split!r}: use 'train', 'valid' or 'test'.")
     i = SPLITS.index(split)
-    if i >= len(dls.loaders): raise ValueError(f"These DataLoaders have no {split} split (the data has no test images).")
-    return dls.test_dl(dls.train.items, with_labels=True) if split == 'train' else dls[i].new(shuffle=False, drop_last=False)
+    if i >= len(dls.loaders):
+        raise ValueError(f"These DataLoaders have no {split} split (the data has no test images).")
+    return (dls.test_dl(dls.train.items, with_labels=True) if split == 'train'
+            else dls[i].new(shuffle=False, drop_last=False))
 
 class RecycleInterpretation(ClassificationInterpretation):
     "fastai's `ClassificationInterpretation`, predicting once: keeps every image's probabilities, target and loss."
@@ -121,8 +123,8 @@ def attention_maps(model, xb) -> torch.Tensor:
     gate = spatial_gate(model)
     if gate is None:
         c = getattr(model, 'config', {})
-        raise ValueError(f"This model ({c.get('arch')}, attention={c.get('attention')!r}, kind={c.get('kind')!r}) has no "
-                         "spatial attention: use Grad-CAM (heatmap='gradcam').")
+        raise ValueError(f"This model ({c.get('arch')}, attention={c.get('attention')!r}, kind={c.get('kind')!r}) "
+                         "has no spatial attention: use Grad-CAM (heatmap='gradcam').")
     with hook_output(gate.att) as h, torch.no_grad(): model.eval()(xb)
     return h.stored[:, 0].float().cpu()
 
@@ -144,11 +146,13 @@ def heatmaps(model, xb, method='auto') -> tuple[np.ndarray, str]:
     use_att = method == 'attention' or (method == 'auto' and spatial_gate(model) is not None)
     maps = attention_maps(model, xb) if use_att else gradcam(model, xb)
     vrange = GATE_RANGE if use_att else None                    # (a gate on its own scale; Grad-CAM stretched)
-    return np.stack([attention_overlay(x, m, vrange=vrange) for x, m in zip(xb, maps)]), ('spatial attention' if use_att else 'Grad-CAM')
+    return (np.stack([attention_overlay(x, m, vrange=vrange) for x, m in zip(xb, maps)]),
+            ('spatial attention' if use_att else 'Grad-CAM'))
 
 # %% ../nbs/07_interpret.ipynb #bd11ab4d
 @patch
-def plot_images(self: RecycleInterpretation, idxs, title='', heatmap='auto', ncols=4, alpha=0.5, cmap='magma', figsize=None):
+def plot_images(self: RecycleInterpretation, idxs, title='', heatmap='auto', ncols=4, alpha=0.5, cmap='magma',
+                figsize=None):
     "Grid of the photos `idxs`: truth → prediction, its probability and the loss, under a heatmap (`None` for none)."
     import matplotlib.pyplot as plt
     idxs = [int(i) for i in idxs]
@@ -162,12 +166,14 @@ def plot_images(self: RecycleInterpretation, idxs, title='', heatmap='auto', nco
         if heatmap: maps, method = heatmaps(self.learn.model, xb, heatmap)
         for k, (ax, r) in enumerate(zip(axs.flat, self.table(idxs).itertuples())):
             imgs[k].show(ctx=ax)
-            flat = heatmap and maps[k].max() == 0                  # e.g. Grad-CAM, when no position argues for the class
+            flat = heatmap and maps[k].max() == 0   # e.g. Grad-CAM, when no position argues for the class
             if heatmap and not flat: ax.imshow(maps[k], alpha=alpha, cmap=cmap)
-            ax.set_title(f'{r.truth} → {r.prediction}\np={r.probability:.2f}  loss={r.loss:.2f}' + ('  (flat map)' if flat else ''),
+            ax.set_title(f'{r.truth} → {r.prediction}\np={r.probability:.2f}  loss={r.loss:.2f}' +
+                         ('  (flat map)' if flat else ''),
                          fontsize=10, color='black' if r.truth == r.prediction else 'firebrick')
     else: axs[0, 0].text(0.5, 0.5, 'no photos to show', ha='center', va='center')
-    scale = "on the gate's 0-1 scale, light = open" if method == 'spatial attention' else 'each tile scaled to its own range'
+    scale = ("on the gate's 0-1 scale, light = open" if method == 'spatial attention'
+             else 'each tile scaled to its own range')
     fig.suptitle(title + (f'\nheatmap: {method}, {scale}' if method else ''))
     fig.tight_layout()
     return fig
@@ -177,7 +183,8 @@ def plot_most_confused(self: RecycleInterpretation, min_val=1, n=12, per_pair=4,
     ("Grid of up to `n` photos of the `most_confused(min_val)` pairs, `per_pair` of each at most: most frequent pair "
      "first, worst first.")
     pairs = ', '.join(f'{a}→{p} ({k})' for a, p, k in self.most_confused(min_val)[:4])
-    return self.plot_images(self.confused_idxs(min_val, per_pair)[:n], f'Most confused on {self.split}: {pairs or "none"}', **kwargs)
+    return self.plot_images(self.confused_idxs(min_val, per_pair)[:n],
+                            f'Most confused on {self.split}: {pairs or "none"}', **kwargs)
 
 # %% ../nbs/07_interpret.ipynb #13def19a
 @patch
@@ -196,7 +203,9 @@ def interpret_file(model_file, data='sample', split='test', bs=64) -> RecycleInt
     try: path = get_trashnet(data, classes=c['classes'])
     except FileNotFoundError as e: raise ValueError(f"{trained}; {e}") from None
     unknown = sorted(set(label_images(path).label) - set(c['classes']))
-    if unknown: raise ValueError(f"{trained}; the data at {path} also has {', '.join(unknown)}. Interpret a model trained on these classes.")
+    if unknown:
+        raise ValueError(f"{trained}; the data at {path} also has {', '.join(unknown)}. Interpret a model trained on "
+                         "these classes.")
     return RecycleInterpretation.from_learner(file_learner(model_file, path, bs), split)
 
 # %% ../nbs/07_interpret.ipynb #e78bbe1e
@@ -220,7 +229,8 @@ def _md_table(df) -> str:
     "`df` as a markdown table, floats to 3 decimals."
     fmt = lambda v: f'{v:.3f}' if isinstance(v, float) else str(v)
     rows = [[df.index.name or ''] + list(df.columns)] + [[fmt(v) for v in r] for r in df.itertuples()]
-    return '\n'.join(['| ' + ' | '.join(rows[0]) + ' |', '|' + '---|'*len(rows[0])] + ['| ' + ' | '.join(r) + ' |' for r in rows[1:]])
+    return '\n'.join(['| ' + ' | '.join(rows[0]) + ' |', '|' + '---|'*len(rows[0])] +
+                     ['| ' + ' | '.join(r) + ' |' for r in rows[1:]])
 
 def report_markdown(interp, model_file, data, top=5) -> str:
     ("A short markdown summary of `interp`: model, data, accuracy, per-class table, confused pairs, worst photos, "
@@ -251,7 +261,8 @@ def report_markdown(interp, model_file, data, top=5) -> str:
 ![most confused](most_confused.png)
 """
 
-def write_report(model_file, data='sample', split='test', out='report', force=False, bs=64, min_val=1, n=12, per_pair=4) -> RecycleInterpretation:
+def write_report(model_file, data='sample', split='test', out='report', force=False, bs=64, min_val=1, n=12,
+                 per_pair=4) -> RecycleInterpretation:
     ("Write the confusion matrix, per-class CSV, most-confused grid and a markdown summary of `model_file` on `split` "
      "to `out`.")
     import matplotlib.pyplot as plt
@@ -263,11 +274,13 @@ def write_report(model_file, data='sample', split='test', out='report', force=Fa
     interp = interpret_file(model_file, path, split, bs)
     out.mkdir(parents=True, exist_ok=True)
     (out/'report.json').write_text(json.dumps(dict(run=run, complete=False), indent=1))
-    for name, fig in (('confusion_matrix.png', interp.plot_confusion()), ('most_confused.png', interp.plot_most_confused(min_val, n, per_pair))):
+    for name, fig in (('confusion_matrix.png', interp.plot_confusion()),
+                      ('most_confused.png', interp.plot_most_confused(min_val, n, per_pair))):
         fig.savefig(out/name, dpi=100, bbox_inches='tight'); plt.close(fig)
     interp.per_class().to_csv(out/'per_class.csv')
     (out/'report.md').write_text(report_markdown(interp, model_file, path))
-    (out/'report.json').write_text(json.dumps(dict(run=run, complete=True, model=str(model_file), **interp.accuracy(),
-                                                   macro_f1=interp.macro_f1(), most_confused=[(a, p, int(k)) for a, p, k in interp.most_confused()]), indent=1))
+    (out/'report.json').write_text(json.dumps(
+        dict(run=run, complete=True, model=str(model_file), **interp.accuracy(), macro_f1=interp.macro_f1(),
+             most_confused=[(a, p, int(k)) for a, p, k in interp.most_confused()]), indent=1))
     print(f'{interp.summary()}\nreport written to {out}/: {", ".join(REPORT_FILES)}')
     return interp

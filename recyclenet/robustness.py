@@ -61,7 +61,8 @@ def motion_blur(img, severity=3, seed=0) -> np.ndarray:
 
 def defocus_blur(img, severity=3, seed=0) -> np.ndarray:
     "Out of focus: a disc kernel (the lens's aperture) of radius a share of the larger side, jittered by the seed."
-    r = severity_level([0.006, 0.01, 0.016, 0.024, 0.032], severity)*max(img.shape[:2])*np.random.default_rng(seed).uniform(0.85, 1.15)
+    r = (severity_level([0.006, 0.01, 0.016, 0.024, 0.032], severity)*max(img.shape[:2])*
+         np.random.default_rng(seed).uniform(0.85, 1.15))
     c = int(np.ceil(r)) + 1
     y, x = np.mgrid[-c:c+1, -c:c+1]
     k = np.clip(max(r, 1) + 0.5 - np.hypot(x, y), 0, 1).astype(np.float32)   # an anti-aliased disc of radius r
@@ -132,7 +133,8 @@ def hand(img, severity=3, seed=0, mask=None) -> np.ndarray:
 
 # %% ../nbs/09_robustness.ipynb #cbad7636
 SHIFTS = dict(background=background, small_offcentre=small_offcentre, colour_cast=colour_cast, low_light=low_light,
-              motion_blur=motion_blur, defocus_blur=defocus_blur, jpeg=jpeg, rotate_perspective=rotate_perspective, hand=hand)
+              motion_blur=motion_blur, defocus_blur=defocus_blur, jpeg=jpeg, rotate_perspective=rotate_perspective,
+              hand=hand)
 SUITE_VERSION = 2       # goes up whenever a shift changes a photo differently (2: close-ups keep their object)
 
 def _takes_mask(f) -> bool:
@@ -145,7 +147,8 @@ def apply_shift(img, shift, severity=None, seed=0, mask=None) -> np.ndarray:
     f = SHIFTS[shift] if isinstance(shift, str) and shift in SHIFTS else shift
     if not callable(f): raise ValueError(f"Unknown shift {shift!r}: use one of {', '.join(SHIFTS)} or a function.")
     img = np.asarray(img)
-    if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8: raise ValueError(f"An image must be HxWx3 uint8, not {img.shape} {img.dtype}.")
+    if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+        raise ValueError(f"An image must be HxWx3 uint8, not {img.shape} {img.dtype}.")
     kw = {} if severity is None else dict(severity=severity)
     if mask is not None and _takes_mask(f): kw['mask'] = mask
     return f(img, seed=seed, **kw)
@@ -169,13 +172,15 @@ def show_shifts(files, shifts=None, severity=None, seed=0, height=120):
      "seeds them.")
     import matplotlib.pyplot as plt
     shifts = _shift_list(shifts)
-    fig, axs = plt.subplots(len(files), len(shifts) + 1, figsize=(1.5*(len(shifts) + 1), 1.2*len(files) + 0.4), squeeze=False)
+    fig, axs = plt.subplots(len(files), len(shifts) + 1, figsize=(1.5*(len(shifts) + 1), 1.2*len(files) + 0.4),
+                            squeeze=False)
     for i, (f, row) in enumerate(zip(files, axs)):
         img = np.asarray(read_image(f))
         img = cv2.resize(img, (round(img.shape[1]*height/img.shape[0]), height), interpolation=cv2.INTER_AREA)
         mask = segment_object(img)
         row[0].imshow(img)
-        for (name, s), ax in zip(shifts.items(), row[1:]): ax.imshow(apply_shift(img, s, severity, shift_seed(seed, name, i), mask))
+        for (name, s), ax in zip(shifts.items(), row[1:]):
+            ax.imshow(apply_shift(img, s, severity, shift_seed(seed, name, i), mask))
     for ax, name in zip(axs[0], ['photo', *shifts]): ax.set_title(name.replace('_', ' '), fontsize=8)
     for ax in axs.flat: ax.set_axis_off()
     fig.tight_layout(pad=0.2)
@@ -188,7 +193,9 @@ def as_classifier(model, backend='torch') -> Classifier:
     if isinstance(model, (str, Path)): return load_classifier(model, backend=backend)
     if hasattr(model, 'dls') and hasattr(model, 'model'):
         c = dict(getattr(model, 'config', {}), classes=list(model.dls.vocab))
-        if 'size' not in c or 'stats' not in c: raise ValueError("This Learner has no input size/stats in `learn.config`: use one from `train`, or its model.pth.")
+        if 'size' not in c or 'stats' not in c:
+            raise ValueError("This Learner has no input size/stats in `learn.config`: use one from `train`, or its "
+                             "model.pth.")
         return Classifier(c, model=model.model.eval())
     raise TypeError(f"model must be a model file, a Classifier or a fastai Learner, not {type(model).__name__}.")
 
@@ -220,7 +227,8 @@ def shifted_pixels(clf, files, shifts=None, severity=None, seed=0, progress=True
     from recyclenet.data import progress as progress_of
     shifts, files = _shift_list(shifts), list(files)
     out = {k: [] for k in ['clean', *shifts]}
-    for i, f in enumerate(progress_of(files, f'shifting photos {len(shifts)} ways', show=progress and len(files) >= PROGRESS_MIN)):
+    for i, f in enumerate(progress_of(files, f'shifting photos {len(shifts)} ways',
+                                      show=progress and len(files) >= PROGRESS_MIN)):
         img = np.asarray(read_image(f, clf.draft))
         mask = segment_object(img) if any(_takes_mask(s) for s in shifts.values()) else None
         out['clean'].append(_pixels(clf, img))
@@ -238,7 +246,8 @@ def accuracy_table(clf, pixels, labels, bs=64) -> pd.DataFrame:
     for name, x in pixels.items():
         ok = _predict(clf, x, bs) == y
         per = pd.Series(ok).groupby(np.asarray(labels)).mean()
-        rows.append(dict(shift=name, correct=int(ok.sum()), total=len(ok), accuracy=float(ok.mean()) if len(ok) else np.nan,
+        rows.append(dict(shift=name, correct=int(ok.sum()), total=len(ok),
+                         accuracy=float(ok.mean()) if len(ok) else np.nan,
                          worst_class=per.idxmin(), worst_class_accuracy=float(per.min())))
     df = pd.DataFrame(rows)
     df.insert(4, 'drop', df.accuracy.iloc[0] - df.accuracy)
@@ -261,7 +270,8 @@ def robustness_report(model, data='sample', split='test', shifts=None, severity=
     sev = {n: severity or _default_severity(f) for n, f in _shift_list(shifts).items()}
     res.insert(1, 'severity', [0] + [sev[n] for n in res['shift'][1:]])
     res['suite'] = SUITE_VERSION                                    # which version of the shifts scored it
-    res.attrs.update(mean_shifted=float(res.accuracy[1:].mean()), clean=float(res.accuracy[0]), n=len(df), suite=SUITE_VERSION)
+    res.attrs.update(mean_shifted=float(res.accuracy[1:].mean()), clean=float(res.accuracy[0]), n=len(df),
+                     suite=SUITE_VERSION)
     if out: Path(out).parent.mkdir(parents=True, exist_ok=True); res.to_csv(out, index=False)
     return res
 
@@ -269,7 +279,8 @@ def summarise(df) -> str:
     "One line: clean accuracy, mean over the shifts, and the hardest shift."
     s = df.iloc[1:]
     w = s.loc[s.accuracy.idxmin()]
-    return (f"clean {df.correct[0]}/{df.total[0]} = {100*df.accuracy[0]:.1f}%; mean over {len(s)} shifts {100*s.accuracy.mean():.1f}%; "
+    return (f"clean {df.correct[0]}/{df.total[0]} = {100*df.accuracy[0]:.1f}%; "
+            f"mean over {len(s)} shifts {100*s.accuracy.mean():.1f}%; "
             f"hardest: {w['shift']} {100*w.accuracy:.1f}%")
 
 def plot_robustness(df, ax=None, title=None):
@@ -280,8 +291,10 @@ def plot_robustness(df, ax=None, title=None):
     sns.barplot(data=s, y='shift', x='pct', ax=ax, color='tab:blue')
     ax.axvline(100*df.accuracy.iloc[0], ls='--', c='k', label=f'clean {100*df.accuracy.iloc[0]:.1f}%')
     ax.axvline(s.pct.mean(), ls=':', c='tab:red', label=f'mean shifted {s.pct.mean():.1f}%')
-    for p, v in zip(ax.patches, s.pct): ax.text(v + 0.5, p.get_y() + p.get_height()/2, f'{v:.0f}', va='center', fontsize=8)
-    ax.set(xlim=(0, 105), xlabel='accuracy (%)', ylabel='', title=title or f'Accuracy under shifts ({df.total.iloc[0]} photos)')
+    for p, v in zip(ax.patches, s.pct):
+        ax.text(v + 0.5, p.get_y() + p.get_height()/2, f'{v:.0f}', va='center', fontsize=8)
+    ax.set(xlim=(0, 105), xlabel='accuracy (%)', ylabel='',
+           title=title or f'Accuracy under shifts ({df.total.iloc[0]} photos)')
     ax.legend(loc='lower right', fontsize=8)
     return ax.figure
 
@@ -290,18 +303,22 @@ def wise_ft(zero_shot, finetuned, alpha=0.5):
     ("WiSE-FT: `(1-alpha)*zero_shot + alpha*finetuned`, weight by weight (state dicts, or models: then a copy of "
      "`finetuned` with them).")
     import copy
-    if not 0 <= alpha <= 1: raise ValueError(f"alpha={alpha}: use a number from 0 (zero-shot/head only) to 1 (fine-tuned).")
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"alpha={alpha}: use a number from 0 (zero-shot/head only) to 1 (fine-tuned).")
     module = isinstance(finetuned, torch.nn.Module)
     sd0 = zero_shot.state_dict() if isinstance(zero_shot, torch.nn.Module) else zero_shot
     sd1 = finetuned.state_dict() if module else finetuned
     if sd0.keys() != sd1.keys():
-        raise ValueError(f"The two models differ in their weights ({sorted(set(sd0) ^ set(sd1))[:3]}...): both must be the same architecture.")
+        raise ValueError(f"The two models differ in their weights ({sorted(set(sd0) ^ set(sd1))[:3]}...): "
+                         "both must be the same architecture.")
     out = {}
     for k, a in sd0.items():
         b = sd1[k]
-        if a.shape != b.shape: raise ValueError(f"{k} has shape {tuple(a.shape)} in one model and {tuple(b.shape)} in the other.")
+        if a.shape != b.shape:
+            raise ValueError(f"{k} has shape {tuple(a.shape)} in one model and {tuple(b.shape)} in the other.")
         if alpha == 0 or alpha == 1: out[k] = (a if alpha == 0 else b).clone()   # the endpoints exactly
-        elif not a.is_floating_point(): out[k] = (a if alpha < 0.5 else b).clone()   # (BatchNorm's counters: the nearer model's)
+        elif not a.is_floating_point():   # (BatchNorm's counters: the nearer model's)
+            out[k] = (a if alpha < 0.5 else b).clone()
         else: out[k] = (1 - alpha)*a + alpha*b.to(a.dtype)
     if not module: return out
     m = copy.deepcopy(finetuned); m.load_state_dict(out)
@@ -312,23 +329,29 @@ def wise_ft_sweep(zero_shot, finetuned, data='sample', alphas=(0, .25, .5, .75, 
     ("Clean and mean shifted accuracy of WiSE-FT mixes of two model files (or classifiers) at each `alpha`; photos "
      "shifted once.")
     c0, c1 = as_classifier(zero_shot), as_classifier(finetuned)
-    if c0.model is None or c1.model is None: raise ValueError("WiSE-FT mixes PyTorch weights: pass model.pth files, not ONNX.")
+    if c0.model is None or c1.model is None:
+        raise ValueError("WiSE-FT mixes PyTorch weights: pass model.pth files, not ONNX.")
     for k in ('arch', 'attention', 'classes', 'size', 'resize'):
-        if c0.config.get(k) != c1.config.get(k): raise ValueError(f"The models differ in {k} ({c0.config.get(k)!r} vs {c1.config.get(k)!r}).")
+        if c0.config.get(k) != c1.config.get(k):
+            raise ValueError(f"The models differ in {k} ({c0.config.get(k)!r} vs {c1.config.get(k)!r}).")
     df = eval_images(data, c1.classes, split, c1.config)
     pixels = shifted_pixels(c1, df.file, shifts, severity, seed, progress)
     rows = []
     for a in alphas:
         clf = Classifier(c1.config, model=wise_ft(c0.model, c1.model, a).eval())
         t = accuracy_table(clf, pixels, df.label.tolist(), bs)
-        rows.append(dict(alpha=a, clean=t.accuracy[0], mean_shifted=t.accuracy[1:].mean(), **dict(zip(t['shift'][1:], t.accuracy[1:]))))
+        rows.append(dict(alpha=a, clean=t.accuracy[0], mean_shifted=t.accuracy[1:].mean(),
+                         **dict(zip(t['shift'][1:], t.accuracy[1:]))))
     return pd.DataFrame(rows)
 
 def plot_wise_ft(df, ax=None):
     "Clean against mean shifted accuracy along the WiSE-FT sweep, each point labelled with its alpha."
     import matplotlib.pyplot as plt, seaborn as sns
     if ax is None: _, ax = plt.subplots(figsize=(5, 4))
-    sns.lineplot(x=100*df.clean, y=100*df.mean_shifted, marker='o', sort=False, estimator=None, ax=ax)   # in alpha order, every point
-    for a, x, y in zip(df.alpha, df.clean, df.mean_shifted): ax.annotate(f'α={a:g}', (100*x, 100*y), textcoords='offset points', xytext=(4, 4), fontsize=8)
-    ax.set(xlabel='clean accuracy (%)', ylabel='mean accuracy under shifts (%)', title='WiSE-FT: head only (α=0) → fine-tuned (α=1)')
+    sns.lineplot(x=100*df.clean, y=100*df.mean_shifted, marker='o',
+                 sort=False, estimator=None, ax=ax)   # in alpha order, every point
+    for a, x, y in zip(df.alpha, df.clean, df.mean_shifted):
+        ax.annotate(f'α={a:g}', (100*x, 100*y), textcoords='offset points', xytext=(4, 4), fontsize=8)
+    ax.set(xlabel='clean accuracy (%)', ylabel='mean accuracy under shifts (%)',
+           title='WiSE-FT: head only (α=0) → fine-tuned (α=1)')
     return ax.figure
