@@ -33,6 +33,7 @@ class RunConfig:
     pretrained: bool = opt(True, 'Start from ImageNet weights (--no-pretrained or --scratch: from scratch)')
     weights: str | None = opt(None, 'Local ImageNet weights file for the backbone (offline)')
     base: str | None = opt(None, 'A RecycleNet model.pth to start from: its trained backbone and attention (recipe probe)')
+    keep_classes: bool = opt(False, "With base: keep its classes and their head rows; the probe learns rows for new ones")
     recipe: str = opt('auto', 'cached, one-cycle, probe or paper; auto: cached (one-cycle from scratch or distributed)')
     epochs: int | None = opt(None, "Epochs after the frozen ones; None: the recipe's (cached 30, one-cycle 5, paper 100)")
     freeze_epochs: int = opt(1, 'Epochs training only the new layers first (one-cycle, pretrained)')
@@ -81,6 +82,8 @@ def check_choices(cfg: RunConfig):
 def resolved(self: RunConfig) -> RunConfig:
     "A copy with every 'auto' (and `None` epochs, lr) replaced by the recipe's default, and 'none' by `None`."
     check_choices(self)
+    if self.keep_classes and not self.base:
+        raise ValueError("keep_classes=True keeps the classes of a base model: pass base=MODEL (--base MODEL).")
     recipe = (self.recipe if self.recipe != 'auto' else 'probe' if self.base
               else 'one-cycle' if not self.pretrained or self.distributed else 'cached')
     d = RECIPE_DEFAULTS[recipe]

@@ -112,10 +112,18 @@ def from_base(c: RunConfig) -> tuple[RunConfig, torch.nn.Module]:
     same = {k: base.config[k] for k in ('arch', 'attention', 'kind', 'combine', 'size', 'resize') if k in base.config}
     return dataclasses.replace(c, base=str(c.base), pretrained=True, weights=None, **same), base
 
-def start_from(learn, base: torch.nn.Module, name='') -> Learner:
-    "`learn` with the trained backbone and attention of the RecycleNet `base` (its head stays `learn`'s own)."
+def start_from(learn, base: torch.nn.Module, name='', keep_classes=False) -> Learner:
+    ("`learn` with the trained backbone and attention of the RecycleNet `base`; its head stays `learn`'s own, but for "
+     "`keep_classes`: the rows of the base's classes, which must come first in `learn`'s vocab.")
     for part in ('body', 'attention'): getattr(learn.model, part).load_state_dict(getattr(base, part).state_dict())
     learn.config.update(base=str(name), pretrained=True)
+    if keep_classes:
+        known = list(base.config['classes'])
+        if list(learn.dls.vocab)[:len(known)] != known:
+            raise ValueError(f"keep_classes: the classes must start with the base's {known}, not {list(learn.dls.vocab)}.")
+        with torch.no_grad():
+            for p in ('weight', 'bias'): getattr(learn.model.head[-1], p)[:len(known)] = getattr(base.head[-1], p)
+        learn.config.update(known=known)
     return learn
 
 def train(cfg: RunConfig | None = None, **overrides) -> Learner:
@@ -124,6 +132,8 @@ def train(cfg: RunConfig | None = None, **overrides) -> Learner:
     c, base = dataclasses.replace(cfg or RunConfig(), **overrides).resolved(), None
     if c.base: c, base = from_base(c)
     t0, classes, pct = time.time(), list(c.classes or CLASSES), tuple(c.pct or SPLIT_PCT)
+    known = list(base.config['classes']) if c.keep_classes else []
+    vocab = known + [k for k in classes if k not in known]          # (the base's classes first, when kept)
     out = Path(c.out) if c.resume else run_dir(c.out, c.exist_ok)
     rank, world = setup_distributed() if c.distributed else (rank_distrib(), 1)
     if not c.distributed and num_distrib() > 1:
@@ -134,11 +144,11 @@ def train(cfg: RunConfig | None = None, **overrides) -> Learner:
     with _rank0_first(world > 1): path = get_trashnet(c.data, classes=classes)   # (downloads once)
     df = split_table(path, c.split, c.seed, pct).query('label in @classes')   # (classes: all six, or those asked for)
     if not rank: print(plan(c, df.split.value_counts(), out), flush=True)
-    dls = trashnet_dls(path, split=df, size=c.size, bs=c.bs, aug=c.aug, resize=c.resize, seed=c.seed, classes=classes)
+    dls = trashnet_dls(path, split=df, size=c.size, bs=c.bs, aug=c.aug, resize=c.resize, seed=c.seed, classes=vocab)
     learn = recyclenet_learner(dls, c.arch, c.attention, c.pretrained and not base, c.weights, c.kind, c.combine,
                                label_smoothing=c.label_smoothing, path=out, opt_func=paper_sgd if c.recipe == 'paper' else Adam)
-    if base: start_from(learn, base, c.base)
-    learn.config.update(dataclasses.asdict(c), data=str(path), classes=classes, pct=list(pct), processes=world, out=str(out))
+    if base: start_from(learn, base, c.base, c.keep_classes)
+    learn.config.update(dataclasses.asdict(c), data=str(path), classes=vocab, pct=list(pct), processes=world, out=str(out))
     lr = None if c.lr == 'auto' else c.lr
     if world > 1 and lr is None and not c.resume: lr = _broadcast_lr(suggest_lr(learn, show_plot=False))
     cuda = torch.cuda.is_available()
