@@ -99,6 +99,7 @@ class WebcamSorter(anywidget.AnyWidget):
     record_fps = traitlets.Float(4.).tag(sync=True)
     base_name = traitlets.Unicode('').tag(sync=True)
     use_base = traitlets.Bool(False).tag(sync=True)
+    keep_classes = traitlets.Bool(False).tag(sync=True)            # with use_base: the new model knows the base's classes too
     training = traitlets.Bool(False).tag(sync=True)
     status = traitlets.Unicode('').tag(sync=True)                   # what training is doing, or what it gave
     result = traitlets.Dict().tag(sync=True)
@@ -208,7 +209,7 @@ class WebcamSorter(anywidget.AnyWidget):
 
     def train(self, use_base: bool | None = None, wait=False, **overrides) -> threading.Thread:
         ("Fit a classifier on the photos of `classes` in a thread (`fit_folder` as `cfg` says: a probe, on the `base` "
-         "model's features if `use_base`); swap it in.")
+         "model's features if `use_base`, keeping its classes too if `keep_classes`); swap it in.")
         short = [f'{c} ({self.counts.get(c, 0)})' for c in self.classes if self.counts.get(c, 0) < MIN_PHOTOS]
         if len(self.classes) < 2 or short:
             raise ValueError(f"Training needs two classes or more with at least {MIN_PHOTOS} photos each: "
@@ -216,6 +217,7 @@ class WebcamSorter(anywidget.AnyWidget):
         if self.training: raise RuntimeError("Training is running already: wait for it to finish.")
         base = self.base if (self.use_base if use_base is None else use_base) else None
         self.training, self.error = True, None
+        overrides = {'keep_classes': bool(base) and self.keep_classes, **overrides}
         self.thread = threading.Thread(target=self._train, args=(base, overrides), daemon=True)
         self.thread.start()
         if wait:
@@ -225,7 +227,8 @@ class WebcamSorter(anywidget.AnyWidget):
 
     def _train(self, base, overrides):
         t0, n = time.perf_counter(), sum(self.counts[c] for c in self.classes)
-        self.status = f"Training on {n} photos of {len(self.classes)} classes, from {self.base_name if base else 'ImageNet'} features…"
+        self.status = (f"Training on {n} photos of {len(self.classes)} classes, from {self.base_name if base else 'ImageNet'} "
+                       f"features{', keeping its classes' if overrides['keep_classes'] else ''}…")
         try:
             with contextlib.redirect_stdout(StatusLines(self.thread, lambda s: setattr(self, 'status', s), sys.stdout)):
                 learn = fit_folder(self.snapshot_dir, self.cfg, base=base, **overrides)

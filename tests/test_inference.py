@@ -190,3 +190,17 @@ def test_fit_folder_on_a_base_model_keeps_its_trained_backbone(sample, model_fil
     capsys.readouterr()
     assert main(['fit-folder', str(bins), '--base', str(tmp_path/'missing.pth')]) != 0
     assert 'missing.pth does not exist' in ''.join(capsys.readouterr())
+
+def test_fit_folder_keep_classes_adds_a_class_beside_the_base_head(sample, model_file, tmp_path):
+    "`--keep-classes`: the base's classes first with their head rows unchanged, then a learnt row for the new class."
+    from recyclenet.cli import main
+    bins = tmp_path/'bins'
+    for src, c in (('glass', 'glass'), ('metal', 'metal'), ('trash', 'caps')): shutil.copytree(sample/src, bins/c)
+    assert main(['fit-folder', str(bins), '--base', str(model_file), '--keep-classes', '--views', '1',
+                 '--out', str(tmp_path/'run')]) == 0
+    base, m = load_model_file(model_file, 'cpu'), load_model_file(tmp_path/'run'/'model.pth', 'cpu')
+    known = list(base.config['classes'])
+    assert m.config['classes'] == known + ['caps'] and m.config['known'] == known
+    head, old = m.head[-1], base.head[-1]
+    assert torch.equal(head.weight[:len(known)], old.weight) and torch.equal(head.bias[:len(known)], old.bias)
+    assert head.weight[-1].abs().sum() > 0, 'the new row was not learnt'

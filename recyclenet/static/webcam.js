@@ -24,7 +24,7 @@ function render({ model, el }) {
         <div class="rn-title">Teach it your own classes</div>
         <div class="rn-classes"></div>
         <div class="rn-row"><input class="rn-newclass" placeholder="new class" size="14"><button class="rn-add">Add class</button></div>
-        <div class="rn-row"><button class="rn-train">Train</button><label class="rn-usebase"><input class="rn-base" type="checkbox"> from <span class="rn-basename"></span></label><button class="rn-export">Export</button></div>
+        <div class="rn-row"><button class="rn-train">Train</button><label class="rn-usebase"><input class="rn-base" type="checkbox"> from <span class="rn-basename"></span></label><label class="rn-keep" title="the new model knows the base's classes too"><input class="rn-keepbox" type="checkbox"> and its classes</label><button class="rn-export">Export</button></div>
         <div class="rn-status" role="status"></div>
       </div>
     </div>`;
@@ -34,7 +34,7 @@ function render({ model, el }) {
   const label = $(".rn-label"), bars = $(".rn-bars"), statsLine = $(".rn-stats"), error = $(".rn-error");
   const startBtn = $(".rn-start"), camSel = $(".rn-camera"), thr = $(".rn-threshold"), att = $(".rn-attention");
   const classSel = $(".rn-class"), message = $(".rn-message"), classList = $(".rn-classes"), status = $(".rn-status");
-  const trainBtn = $(".rn-train"), useBase = $(".rn-base"), newClass = $(".rn-newclass");
+  const trainBtn = $(".rn-train"), useBase = $(".rn-base"), keep = $(".rn-keepbox"), newClass = $(".rn-newclass");
   const stats = (root.rnStats = { rtts: [], kernel: [], frames: 0 });
   const view = Math.random().toString(36).slice(2);
   const canvas = document.createElement("canvas");
@@ -152,6 +152,8 @@ function render({ model, el }) {
     $(".rn-usebase").hidden = !model.get("base_name");
     $(".rn-basename").textContent = model.get("base_name");
     useBase.checked = model.get("use_base");
+    $(".rn-keep").hidden = !model.get("base_name") || !model.get("use_base");
+    keep.checked = model.get("keep_classes");
   }
 
   function onModel() {
@@ -247,6 +249,7 @@ function render({ model, el }) {
   newClass.onkeydown = e => { if (e.key === "Enter") $(".rn-add").click(); };
   trainBtn.onclick = () => model.send({ type: "train" });
   useBase.onchange = () => set("use_base", useBase.checked);
+  keep.onchange = () => set("keep_classes", keep.checked);
   $(".rn-export").onclick = () => model.send({ type: "export" });
   att.checked = model.get("attention");
   att.disabled = !model.get("can_overlay");
@@ -255,7 +258,7 @@ function render({ model, el }) {
   const handlers = [["change:result", showResult], ["change:overlay change:attention", showOverlay], ["change:still", showStill],
     ["change:running", onRunning], ["change:threshold", onThreshold],
     ["change:message", () => { message.textContent = model.get("message"); }],
-    ["change:classes change:counts change:thumbs change:selected", showClasses], ["change:training change:status change:use_base", showTraining],
+    ["change:classes change:counts change:thumbs change:selected", showClasses], ["change:training change:status change:use_base change:keep_classes", showTraining],
     ["change:has_model change:can_overlay", onModel]];
   for (const [ev, f] of handlers) model.on(ev, f);
   onThreshold(); showResult(); showOverlay(); showStill(); onRunning(); showClasses(); showTraining(); onModel();
