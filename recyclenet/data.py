@@ -17,7 +17,7 @@ from fastai.vision.all import PILImage
 __all__ = ['CLASSES', 'IMAGE_EXTS', 'TRASHNET_URL', 'TRASHNET_SHA256', 'PROGRESS_MIN', 'SPLIT_NAMES', 'SPLITS', 'SPLIT_PCT',
            'OUTSIDE_ROLES', 'OUTSIDE_COLUMNS', 'pkg_path', 'sample_path', 'data_home', 'walk_files', 'image_files',
            'check_trashnet', 'sha256sum', 'check_sha256', 'unpack_zip', 'get_trashnet', 'to_rgb', 'load_rgb',
-           'RGBImage', 'exif_rotated', 'image_problem', 'verify_images', 'live_output', 'progress', 'make_bad_images',
+           'RGBImage', 'exif_rotated', 'image_problem', 'live_output', 'progress', 'verify_images', 'make_bad_images',
            'split_files', 'read_split_file', 'split_counts', 'official_split', 'label_images', 'stratified_split',
            'split_table', 'drop_unreadable', 'plot_class_balance', 'audit', 'audit_summary', 'outside_path',
            'get_outside', 'duplicates_across']
@@ -38,6 +38,7 @@ def pkg_path() -> Path:
     import recyclenet
     return Path(recyclenet.__file__).resolve().parent
 
+# %% ../nbs/00_data.ipynb #003b0216
 def sample_path() -> Path:
     "Folder of the TrashNet sample bundled in the repository's `data/` folder."
     p = pkg_path().parent/'data'/'trashnet-sample'
@@ -46,6 +47,7 @@ def sample_path() -> Path:
                                 "pip package. Clone the repository, or use get_trashnet() for the full set.")
     return p
 
+# %% ../nbs/00_data.ipynb #7a79db59
 def data_home() -> Path:
     "Where downloads and unpacked archives go: `$RECYCLENET_HOME/data`, else `~/.recyclenet/data`."
     return Path(os.environ.get('RECYCLENET_HOME', '~/.recyclenet')).expanduser()/'data'
@@ -94,6 +96,7 @@ def check_sha256(fn, expected):
         raise ValueError(f"{fn} has sha256 {got}, expected {expected}: the file is incomplete or not the published "
                          "archive. Delete it and download again, or pass the path of a good copy.")
 
+# %% ../nbs/00_data.ipynb #76c08052
 def unpack_zip(archive, dest) -> Path:
     "Unpack `archive` into `dest`, skipping `__MACOSX/` and `.DS_Store`; return `dest`."
     dest = Path(dest)
@@ -161,6 +164,7 @@ def to_rgb(im: Image.Image) -> Image.Image:
         return bg
     return im if im.mode == 'RGB' else im.convert('RGB')
 
+# %% ../nbs/00_data.ipynb #e42cfc82
 def load_rgb(fn, draft=None) -> Image.Image:
     "Open `fn` (path, bytes, file object or PIL image) upright (EXIF orientation applied) as 8-bit RGB."
     try: im = fn if isinstance(fn, Image.Image) else Image.open(io.BytesIO(fn) if isinstance(fn, bytes) else fn)
@@ -172,6 +176,7 @@ def load_rgb(fn, draft=None) -> Image.Image:
     im.load()
     return to_rgb(ImageOps.exif_transpose(im))
 
+# %% ../nbs/00_data.ipynb #a35e6a82
 class RGBImage(PILImage):
     "A `PILImage` opened with `load_rgb`: upright, 8-bit RGB, whatever the file's mode."
     @classmethod
@@ -216,20 +221,16 @@ def image_problem(fn) -> str:
                 else f'unreadable image ({e})')
     return ''
 
-def verify_images(files) -> pd.DataFrame:
-    "A `DataFrame` (file, problem) of the `files` that cannot be read; empty if all are fine."
-    bad = [(str(f), p) for f in progress(list(files), 'checking photos') if (p := image_problem(f))]
-    return pd.DataFrame(bad, columns=['file', 'problem'])
-
 # %% ../nbs/00_data.ipynb #77221253
-PROGRESS_MIN = 200   # work on fewer photos than this shows no progress
-
 def live_output() -> bool:
     "Whether a progress bar can redraw in place (a notebook, a terminal); not in a log, where each redraw piles up."
     from fastprogress.fastprogress import IN_NOTEBOOK
     live = getattr(sys.stdout, 'live', None)   # (a stdout may say: the webcam widget's training status)
     # (fastprogress's `printing()` is true in logs)
     return live if live is not None else IN_NOTEBOOK or sys.stdout.isatty()
+
+# %% ../nbs/00_data.ipynb #d356c271
+PROGRESS_MIN = 200   # work on fewer photos than this shows no progress
 
 def progress(items, what='', total=None, show=None, every=0.1):
     "Iterate `items` with a progress bar (terminal, notebook) or a flushed line every `every` of the way (a log)."
@@ -243,6 +244,12 @@ def progress(items, what='', total=None, show=None, every=0.1):
     for i, o in enumerate(items, 1):
         yield o
         if i % step == 0 or i == total: print(f'{what}: {i}/{total} ({time.time() - t0:.0f} s)', flush=True)
+
+# %% ../nbs/00_data.ipynb #b200ecd8
+def verify_images(files) -> pd.DataFrame:
+    "A `DataFrame` (file, problem) of the `files` that cannot be read; empty if all are fine."
+    bad = [(str(f), p) for f in progress(list(files), 'checking photos') if (p := image_problem(f))]
+    return pd.DataFrame(bad, columns=['file', 'problem'])
 
 # %% ../nbs/00_data.ipynb #36a6a4a4
 def make_bad_images(folder, good) -> dict:
@@ -276,6 +283,7 @@ def split_files(path) -> dict:
                                     "(--split random).")
     raise FileNotFoundError(f"No split files one-indexed-files-notrash_{{train,val,test}}.txt next to {path}.")
 
+# %% ../nbs/00_data.ipynb #d33810c8
 def read_split_file(fn) -> pd.DataFrame:
     "Rows (name, label) of an official split file, with a clear error for a malformed line."
     rows = []
@@ -287,6 +295,7 @@ def read_split_file(fn) -> pd.DataFrame:
         rows.append((parts[0], CLASSES[int(parts[1]) - 1]))
     return pd.DataFrame(rows, columns=['name', 'label'])
 
+# %% ../nbs/00_data.ipynb #307e2acb
 def split_counts(df) -> pd.DataFrame:
     "Images per class (rows, in `CLASSES` order) and split (columns), with totals."
     t = pd.crosstab(pd.Categorical(df.label, CLASSES), pd.Categorical(df.split, ['train', 'valid', 'test']),
@@ -325,6 +334,7 @@ def label_images(path, classes=None) -> pd.DataFrame:
     rows = [(str(f), c) for c in classes for f in image_files(path/c)]
     return pd.DataFrame(rows, columns=['file', 'label'])
 
+# %% ../nbs/00_data.ipynb #21c2a758
 def stratified_split(df, pct=SPLIT_PCT, seed=42, verbose=True) -> pd.DataFrame:
     "Seeded per-class split of `df` (or of the class folders at a path) into train/valid/test by `pct`."
     if not isinstance(df, pd.DataFrame): df = label_images(df)
@@ -454,6 +464,7 @@ def outside_path() -> Path:
     "Folder of the outside photos bundled in the repository's `data/` folder."
     return pkg_path().parent/'data'/'outside'
 
+# %% ../nbs/00_data.ipynb #8d86be30
 def get_outside(source=None, role=None) -> pd.DataFrame:
     ("The outside photos' manifest (file, label, role, sha256, source, licence) with full paths, every photo checked "
      "against it; only `role`'s photos if given.")

