@@ -9,11 +9,12 @@ from pathlib import Path
 
 from fastcore.script import call_parse, anno_parser, Param
 from .config import RunConfig, CHOICES, FOLDER_DEFAULTS, field_help   # (light: no torch)
-import recyclenet                                    # (the commands import torch, fastai and the chapters when they run:
-                                                     #  `--help`, `--version` and a bad option answer at once)
+import recyclenet                               # (the commands import torch, fastai and the chapters when they run:
+                                                #  `--help`, `--version` and a bad option answer at once)
 
-if __name__ == '__main__' and Path(globals().get('__file__', '')).stem == 'cli':   # `python -m recyclenet.cli` (torchrun, accelerate):
-    from recyclenet.cli import main; sys.exit(main())                            # run the imported module, not this script copy
+# `python -m recyclenet.cli` (torchrun, accelerate): run the imported module, not this script copy
+if __name__ == '__main__' and Path(globals().get('__file__', '')).stem == 'cli':
+    from recyclenet.cli import main; sys.exit(main())
 
 # %% auto #0
 __all__ = ['COMMANDS', 'SPLITS', 'SHIFT_NAMES', 'PARSERS', 'command', 'one_of', 'parse_size', 'parse_lr', 'parse_pct', 'data',
@@ -51,7 +52,9 @@ def parse_lr(s) -> float | str:
     "'3e-3' -> 0.003; 'auto' stays (lr_find decides)."
     if s == 'auto': return s
     try: return float(s)
-    except ValueError: raise argparse.ArgumentTypeError(f"{s!r}: use a number such as 1e-3, or 'auto' for lr_find's suggestion") from None
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r}: use a number such as 1e-3, "
+                                         "or 'auto' for lr_find's suggestion") from None
 
 def parse_pct(s) -> tuple:
     "'70/15/15' or '.7,.15,.15' -> (0.7, 0.15, 0.15): train, valid and test shares of a random split."
@@ -65,14 +68,16 @@ def parse_pct(s) -> tuple:
 @call_parse
 def data(
     data:str=None,       # TrashNet folder, zip or zip URL, or 'sample' (default: $RECYCLENET_DATA, else 'sample')
-    split:one_of("official (the paper's split files) or random (seeded, stratified 70/13/17)", 'official', 'random')='official',
+    split:one_of("official (the paper's split files) or random (seeded, stratified 70/13/17)",
+                 'official', 'random')='official',
     seed:int=42,         # Seed of the random split
     audit_csv:str=None,  # Write the per-file audit table to this CSV
 ):
     "Print the per-class split of a TrashNet copy and an audit of its images (unreadable, odd, duplicated, leaking)."
     from recyclenet.data import get_trashnet, official_split, stratified_split, split_counts, audit, audit_summary
     path = get_trashnet(_data_arg(data))
-    df = official_split(path, verbose=False) if split == 'official' else stratified_split(path, seed=seed, verbose=False)
+    df = (official_split(path, verbose=False) if split == 'official'
+          else stratified_split(path, seed=seed, verbose=False))
     print(f'{path}\n\n{split} split, images per class:\n{split_counts(df).to_string()}\n')
     a = audit(path, split=df)
     print(f'audit:\n{audit_summary(a).to_string()}')
@@ -110,7 +115,8 @@ def train(name=None, **options):
           f"{cfg.epochs} epochs, data {cfg.data} (loading PyTorch and fastai)", flush=True)
     from recyclenet.train import train as train_run
     learn = train_run(cfg)
-    if cfg.distributed: print(f'for the reports on its photos: recyclenet report {learn.path}/model.pth --split test (one process)')
+    if cfg.distributed:
+        print(f'for the reports on its photos: recyclenet report {learn.path}/model.pth --split test (one process)')
     else: write_run_reports(learn.path, cfg.data)
     return learn
 
@@ -125,7 +131,8 @@ def write_run_reports(run, data):
      "valid and test.")
     from recyclenet.interpret import write_report
     for split in ('valid', 'test'):
-        with contextlib.redirect_stdout(io.StringIO()): write_report(Path(run)/'model.pth', data, split, Path(run)/split, force=True)
+        with contextlib.redirect_stdout(io.StringIO()):
+            write_report(Path(run)/'model.pth', data, split, Path(run)/split, force=True)
     print(f'reports on the valid and test photos written to {run}/valid/ and {run}/test/')
 
 @command
@@ -235,7 +242,8 @@ def robustness(
 # %% ../nbs/11_cli.ipynb #5e6596b2
 def _usage() -> str:
     lines = [f'  {name:<12} {(f.__doc__ or "").splitlines()[0]}' for name, f in COMMANDS.items()]
-    return ('usage: recyclenet COMMAND [options]   (recyclenet COMMAND --help for its options; recyclenet --version)\n\n'
+    return ('usage: recyclenet COMMAND [options]   '
+            '(recyclenet COMMAND --help for its options; recyclenet --version)\n\n'
             'commands:\n' + '\n'.join(lines))
 
 def dashed(text: str) -> str:
@@ -253,7 +261,8 @@ def parser(f, prog):
 
 def undashed(argv: list) -> list:
     "Options spelled with dashes, as the parser knows them (with underscores); values are left alone."
-    return [re.sub(r'^--[a-z0-9-]+', lambda m: m[0][:2] + m[0][2:].replace('-', '_'), a) if a.startswith('--') else a for a in argv]
+    return [re.sub(r'^--[a-z0-9-]+', lambda m: m[0][:2] + m[0][2:].replace('-', '_'), a) if a.startswith('--') else a
+            for a in argv]
 
 def main(argv=None):
     "Entry point of the `recyclenet` console script: run `recyclenet COMMAND [options]`."
@@ -267,7 +276,7 @@ def main(argv=None):
     except SystemExit as e: return e.code                          # argparse said why (--help: 0, a bad option: 2)
     args.pop('pdb', None); args.pop('xtra', None)
     try: f(**args)
-    except (OSError, ValueError, ConnectionError, RuntimeError, KeyError, ImportError) as e:   # OSError: a full disk, too
+    except (OSError, ValueError, ConnectionError, RuntimeError, KeyError, ImportError) as e: # OSError: a full disk, too
         if os.environ.get('RECYCLENET_DEBUG'): raise
         print(f'recyclenet {cmd}: error: {e}', file=sys.stderr)
         return 2

@@ -24,7 +24,8 @@ def opt(default=dataclasses.MISSING, help='', factory=dataclasses.MISSING):
 @dataclass
 class RunConfig:
     "Every option of a RecycleNet training run; the defaults are the benchmarked recipe (README command 1)."
-    data: str = opt(help="TrashNet folder, zip or zip URL, or 'sample' (default: $RECYCLENET_DATA, else the 72 photos in the package)",
+    data: str = opt(help="TrashNet folder, zip or zip URL, or 'sample' "
+                         "(default: $RECYCLENET_DATA, else the 72 photos in the package)",
             factory=lambda: os.environ.get('RECYCLENET_DATA', 'sample'))
     arch: str = opt('efficientnet_lite0', 'resnet18/34/50/101/152, mobilenet_v2, efficientnet_lite0/2, or timm:<name>')
     attention: str | None = opt('auto', "ours (RecycleNet's), se, cbam or none; auto: ours (none for the probe)")
@@ -32,12 +33,16 @@ class RunConfig:
     combine: str = opt('sum', 'How ours combines its gates: sum, mul or max')
     pretrained: bool = opt(True, 'Start from ImageNet weights (--no-pretrained or --scratch: from scratch)')
     weights: str | None = opt(None, 'Local ImageNet weights file for the backbone (offline)')
-    base: str | None = opt(None, 'A RecycleNet model.pth to start from: its trained backbone and attention (recipe probe)')
-    keep_classes: bool = opt(False, "With base: keep its classes and their head rows; the probe learns rows for new ones")
+    base: str | None = opt(None, 'A RecycleNet model.pth to start from: '
+                                 'its trained backbone and attention (recipe probe)')
+    keep_classes: bool = opt(False, "With base: keep its classes and their head rows; "
+                                    "the probe learns rows for new ones")
     recipe: str = opt('auto', 'cached, one-cycle, probe or paper; auto: cached (one-cycle from scratch or distributed)')
-    epochs: int | None = opt(None, "Epochs after the frozen ones; None: the recipe's (cached 30, one-cycle 5, paper 100)")
+    epochs: int | None = opt(None, "Epochs after the frozen ones; "
+                                   "None: the recipe's (cached 30, one-cycle 5, paper 100)")
     freeze_epochs: int = opt(1, 'Epochs training only the new layers first (one-cycle, pretrained)')
-    lr: float | str | None = opt(None, "Learning rate; None: the recipe's (2e-3, paper 2e-4); 'auto': lr_find's suggestion")
+    lr: float | str | None = opt(None, "Learning rate; None: the recipe's (2e-3, paper 2e-4); "
+                                       "'auto': lr_find's suggestion")
     body_lr: float | None = opt(None, "The pretrained layers' share of lr (default: 0.01 in one-cycle, 1 in cached)")
     views: int = opt(12, 'Augmented views of each training photo to cache (cached, probe)')
     mix: str | None = opt('auto', "cutmix, mixup or none: train on blended photos; auto: the recipe's")
@@ -76,7 +81,8 @@ def check_choices(cfg: RunConfig):
     "Raise a clear error for an option outside its `CHOICES`."
     for k, allowed in CHOICES.items():
         v = getattr(cfg, k)
-        if (v if v is not None else 'none') not in allowed: raise ValueError(f"{k}={v!r}: use one of {', '.join(allowed)}.")
+        if (v if v is not None else 'none') not in allowed:
+            raise ValueError(f"{k}={v!r}: use one of {', '.join(allowed)}.")
 
 @patch
 def resolved(self: RunConfig) -> RunConfig:

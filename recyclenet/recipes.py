@@ -27,9 +27,11 @@ def step_schedule(lr, n_epoch, every=40, gamma=0.1):
 
 def _stages(pretrained, recipe, epochs, freeze_epochs):
     if recipe in ('paper', 'cached'): return [(recipe, epochs)]
-    if recipe != 'one-cycle': raise ValueError(f"recipe={recipe!r}: use 'one-cycle' (fastai), 'cached' (later stages on cached features), "
-                                               "'probe' (the head alone, a logistic regression) or 'paper' (SGD, step decay).")
-    return ([('frozen', freeze_epochs)] if pretrained and freeze_epochs else []) + [('unfrozen' if pretrained else 'scratch', epochs)]
+    if recipe != 'one-cycle':
+        raise ValueError(f"recipe={recipe!r}: use 'one-cycle' (fastai), 'cached' (later stages on cached features), "
+                         "'probe' (the head alone, a logistic regression) or 'paper' (SGD, step decay).")
+    return (([('frozen', freeze_epochs)] if pretrained and freeze_epochs else [])
+            + [('unfrozen' if pretrained else 'scratch', epochs)])
 
 def mix_callbacks(mix) -> list:
     "fastai's `MixUp` or `CutMix` callback for `mix` ('mixup' or 'cutmix', their default strength), or none for None."
@@ -42,31 +44,41 @@ def fit_recyclenet(learn, epochs=5, lr=None, freeze_epochs=1, recipe='one-cycle'
                    mix=None, body_lr=None, keep='last') -> Learner:
     ("Transfer learning with one-cycle (head first, then all layers), on cached features, a probe, or the paper's "
      "recipe; checkpointed and resumable; ends with the `keep`='last' epoch's weights or the 'best' on validation.")
-    if keep not in ('last', 'best'): raise ValueError(f"keep={keep!r}: use 'last' (the final epoch's weights) or 'best' (best validation accuracy).")
-    if epochs < 0 or freeze_epochs < 0: raise ValueError(f"epochs={epochs}, freeze_epochs={freeze_epochs}: they cannot be negative.")
-    if lr is not None and not (0 < lr <= 10): raise ValueError(f"lr={lr} is not a usable learning rate: use a value in (0, 10], e.g. 1e-3.")
+    if keep not in ('last', 'best'):
+        raise ValueError(f"keep={keep!r}: use 'last' (the final epoch's weights) or 'best' (best validation accuracy).")
+    if epochs < 0 or freeze_epochs < 0:
+        raise ValueError(f"epochs={epochs}, freeze_epochs={freeze_epochs}: they cannot be negative.")
+    if lr is not None and not (0 < lr <= 10):
+        raise ValueError(f"lr={lr} is not a usable learning rate: use a value in (0, 10], e.g. 1e-3.")
     pretrained = learn.config.get('pretrained', True)
     if recipe in ('cached', 'probe') and not pretrained:
-        raise ValueError(f"recipe={recipe!r} freezes a pretrained backbone: use pretrained=True, or recipe='one-cycle' from scratch.")
+        raise ValueError(f"recipe={recipe!r} freezes a pretrained backbone: use pretrained=True, "
+                         "or recipe='one-cycle' from scratch.")
     if body_lr is not None and not (recipe in ('one-cycle', 'cached') and pretrained and 0 < body_lr <= 1):
-        raise ValueError(f"body_lr={body_lr}: the pretrained backbone's share of the learning rate, in (0, 1], for recipe='one-cycle' "
-                         f"or 'cached' with pretrained=True (here recipe={recipe!r}, pretrained={pretrained}).")
+        raise ValueError(f"body_lr={body_lr}: the pretrained backbone's share of the learning rate, in (0, 1], "
+                         f"for recipe='one-cycle' or 'cached' with pretrained=True "
+                         f"(here recipe={recipe!r}, pretrained={pretrained}).")
     mix_callbacks(mix)                                              # (a misspelt mix fails before any work)
     if recipe == 'probe':
-        if mix: raise ValueError(f"mix={mix!r} blends photos for gradient training: recipe='probe' fits a logistic regression. Drop mix.")
+        if mix: raise ValueError(f"mix={mix!r} blends photos for gradient training: "
+                                 "recipe='probe' fits a logistic regression. Drop mix.")
         return fit_probe(learn, views)
     stages = _stages(pretrained, recipe, epochs, freeze_epochs)
     if not resume and not any(n for _, n in stages):
-        warnings.warn(f"epochs={epochs}, freeze_epochs={freeze_epochs}: nothing to train; the model keeps the weights it was "
-                      "built with (an untrained head). Pass epochs >= 1 to train it.", stacklevel=2)
+        warnings.warn(f"epochs={epochs}, freeze_epochs={freeze_epochs}: nothing to train; "
+                      "the model keeps the weights it was built with (an untrained head). "
+                      "Pass epochs >= 1 to train it.", stacklevel=2)
     if recipe == 'paper' and learn.opt_func is not paper_sgd: learn.opt_func, learn.opt = paper_sgd, None
-    fitter = cached_learner(learn, views) if recipe == 'cached' and (epochs or resume) else learn   # what each epoch trains
+    fitter = (cached_learner(learn, views) if recipe == 'cached' and (epochs or resume)
+              else learn)                                           # what each epoch trains
     ckpt_dir = Path(ckpt_dir or learn.path/'checkpoints')
     done, start, history, best = set(), 0, [], -np.inf
     if resume:
         ck = load_checkpoint(ckpt_dir/'last.pth', fitter)
         names = [s for s, _ in stages]
-        if ck['stage'] not in names: raise ValueError(f"{ckpt_dir/'last.pth'} stopped in stage {ck['stage']!r}, which this run does not have ({names}).")
+        if ck['stage'] not in names:
+            raise ValueError(f"{ckpt_dir/'last.pth'} stopped in stage {ck['stage']!r}, "
+                             f"which this run does not have ({names}).")
         i = names.index(ck['stage'])
         done, start, history, best = set(names[:i]), ck['epoch'] + 1, ck['history'], ck['best']
         if start >= stages[i][1]: done.add(names[i]); start = 0
@@ -84,13 +96,19 @@ def fit_recyclenet(learn, epochs=5, lr=None, freeze_epochs=1, recipe='one-cycle'
         if not start:                                               # (a resumed stage has its state loaded already;
             fitter.freeze() if stage == 'frozen' else fitter.unfreeze()  # freeze/unfreeze would reset the optimiser)
         if stage == 'frozen': learn.fit_one_cycle(n, lr, pct_start=0.99, cbs=cbs, start_epoch=start)
-        elif stage == 'cached': fitter.fit_one_cycle(n, slice(lr*body_lr, lr) if body_lr else lr, pct_start=0.25, cbs=cbs, start_epoch=start)
-        elif stage == 'unfrozen': learn.fit_one_cycle(n, slice(lr/2*(body_lr or 1/100), lr/2), pct_start=0.3, div=5., cbs=cbs, start_epoch=start)
+        elif stage == 'cached':
+            fitter.fit_one_cycle(n, slice(lr*body_lr, lr) if body_lr else lr, pct_start=0.25, cbs=cbs,
+                                 start_epoch=start)
+        elif stage == 'unfrozen':
+            learn.fit_one_cycle(n, slice(lr/2*(body_lr or 1/100), lr/2), pct_start=0.3, div=5., cbs=cbs,
+                                start_epoch=start)
         elif stage == 'scratch': learn.fit_one_cycle(n, lr, cbs=cbs, start_epoch=start)
-        else: learn.fit(n, lr, cbs=[*cbs, ParamScheduler({'lr': step_schedule(lr, n)})], start_epoch=start)   # the paper's
+        else:                                                           # the paper's
+            learn.fit(n, lr, cbs=[*cbs, ParamScheduler({'lr': step_schedule(lr, n)})], start_epoch=start)
         history, best, start, trained = ckpt.history, ckpt.best, 0, True
     if num_distrib() > 1: distrib_barrier()                         # (rank 0 writes the checkpoints)
-    if trained and keep == 'best' and (ckpt_dir/'best.pth').exists(): learn.model.load_state_dict(torch.load(ckpt_dir/'best.pth', weights_only=True)['model'])
+    if trained and keep == 'best' and (ckpt_dir/'best.pth').exists():
+        learn.model.load_state_dict(torch.load(ckpt_dir/'best.pth', weights_only=True)['model'])
     learn.history = pd.DataFrame(history)
     return learn
 
@@ -107,7 +125,8 @@ def plot_history(history: pd.DataFrame):
     for col in ('train_loss', 'valid_loss'): a.plot(h.index + 1, h[col], label=col.replace('_', ' '))
     b.plot(h.index + 1, 100*h['accuracy'], color='C2')
     a.set(xlabel='epoch', ylabel='loss'); a.legend(); b.set(xlabel='epoch', ylabel='validation accuracy (%)')
-    for stage, g in h.groupby('stage', sort=False): b.axvline(g.index[0] + 0.5, color='grey', lw=0.5); b.text(g.index[0] + 1, b.get_ylim()[0], stage, fontsize=8)
+    for stage, g in h.groupby('stage', sort=False):
+        b.axvline(g.index[0] + 0.5, color='grey', lw=0.5); b.text(g.index[0] + 1, b.get_ylim()[0], stage, fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -115,7 +134,8 @@ def plot_history(history: pd.DataFrame):
 def body_stages(model: RecycleNet) -> list[nn.Module]:
     "The backbone's stages in order (stem, blocks, last convolution): running them one after another runs the backbone."
     b = model.body
-    if hasattr(b, 'conv_stem') and hasattr(b, 'blocks'): return [b.conv_stem, b.bn1, *b.blocks, b.conv_head, b.bn2]   # timm EfficientNets
+    if hasattr(b, 'conv_stem') and hasattr(b, 'blocks'):                        # timm EfficientNets
+        return [b.conv_stem, b.bn1, *b.blocks, b.conv_head, b.bn2]
     return list(b.children())                                       # torchvision ResNet and MobileNetV2 bodies
 
 def trunk_depth(model: RecycleNet, stride=16, size=64) -> int:
@@ -131,7 +151,8 @@ def trunk_depth(model: RecycleNet, stride=16, size=64) -> int:
                 if depth is None and size // x.shape[-1] >= stride: depth = i + 1
     finally: model.train(was)
     if x.shape != ref.shape or not torch.allclose(x, ref, atol=1e-4) or depth is None or depth == len(stages):
-        raise ValueError(f"recipe='cached' cannot cut the {model.config['arch']} backbone into stages: use recipe='one-cycle'.")
+        raise ValueError(f"recipe='cached' cannot cut the {model.config['arch']} backbone into stages: "
+                         "use recipe='one-cycle'.")
     return depth
 
 # %% ../nbs/04_recipes.ipynb #3d6ce495
@@ -139,7 +160,8 @@ def overlapped(dl, views=1):
     ("`dl` with its augmentations moved to a worker process when it runs them in this one on a CPU; the torch threads "
      "to leave to this one.")
     cores, threads = os.cpu_count() or 1, torch.get_num_threads()
-    if dl.fake_l.num_workers or dl.device.type != 'cpu' or cores < 2 or views*len(dl.dataset) < PROGRESS_MIN: return dl, threads
+    if dl.fake_l.num_workers or dl.device.type != 'cpu' or cores < 2 or views*len(dl.dataset) < PROGRESS_MIN:
+        return dl, threads
     return dl.new(num_workers=1, persistent_workers=views > 1), max(1, min(threads, cores - 1))
 
 def cpu_engine(trunk: nn.Module, xb, threads=1):
@@ -170,8 +192,8 @@ def cache_features(trunk: nn.Module, dl, views=1, onnx=True) -> tuple[torch.Tens
     was = torch.get_num_threads(); torch.set_num_threads(threads)
     try:
         with torch.no_grad():
-            for xb, yb in progress(batches, f'caching {views} view(s) of {len(dl.dataset)} photos, batches', views*len(dl),
-                                   show=views*len(dl.dataset) >= PROGRESS_MIN):
+            for xb, yb in progress(batches, f'caching {views} view(s) of {len(dl.dataset)} photos, batches',
+                                   views*len(dl), show=views*len(dl.dataset) >= PROGRESS_MIN):
                 if run is None: run = cpu_engine(trunk, xb, threads) if onnx and xb.device.type == 'cpu' else trunk
                 xs.append(run(xb).half()); ys.append(yb)
     finally: torch.set_num_threads(was)
@@ -184,7 +206,7 @@ class CachedViews:
     def __len__(self): return self.n
     def __getitem__(self, i):
         j = random.randrange(len(self.x)//self.n)*self.n + i
-        return self.x[j].float(), self.y[j]                         # (float32: MixUp and CutMix blend with float weights)
+        return self.x[j].float(), self.y[j]     # (float32: MixUp and CutMix blend with float weights)
 
 class FromStage(nn.Module):
     ("The RecycleNet `module` run from backbone stage `start` on: its input is the cached output of the stages before,"
@@ -200,15 +222,16 @@ class FromStage(nn.Module):
 def later_params(m: FromStage) -> list:
     ("Splitter of a `FromStage` learner: the parameters of the (pretrained) stages it runs; those of the attention and"
      " head.")
-    return [[p for s in m.stages for p in s.parameters()], list(m.module.attention.parameters()) + list(m.module.head.parameters())]
+    return [[p for s in m.stages for p in s.parameters()],
+            list(m.module.attention.parameters()) + list(m.module.head.parameters())]
 
 def cached_learner(learn, views=8, stride=16) -> Learner:
     ("A `Learner` that trains `learn.model`'s later stages, attention and head on cached outputs of its frozen first "
      "stages.")
     model = learn.model
     if model.config['attention'] in BLOCK_ATTENTION:
-        raise ValueError(f"recipe='cached' freezes the first stages, but {model.config['attention'].upper()} puts new, untrained "
-                         "gates inside them: use recipe='one-cycle'.")
+        raise ValueError(f"recipe='cached' freezes the first stages, but {model.config['attention'].upper()} "
+                         "puts new, untrained gates inside them: use recipe='one-cycle'.")
     if views < 1: raise ValueError(f"views={views}: cache at least one augmented view of each photo.")
     start, t = trunk_depth(model, stride), time.time()
     trunk = nn.Sequential(*body_stages(model)[:start])
@@ -219,12 +242,14 @@ def cached_learner(learn, views=8, stride=16) -> Learner:
     print(f'cached {views} view(s) of {n} training photos and {len(valid[0])} validation photos '
           f'after {start} frozen stages: {tuple(train[0].shape[1:])} each, {time.time() - t:.0f} s')
     bs = max(1, min(learn.dls.bs, n//4))                            # (at least four steps an epoch, even on a tiny set)
-    dls = DataLoaders.from_dsets(CachedViews(*train, views), list(zip(valid[0].float(), valid[1])), bs=bs, device=learn.dls.device,
+    dls = DataLoaders.from_dsets(CachedViews(*train, views), list(zip(valid[0].float(), valid[1])),
+                                 bs=bs, device=learn.dls.device,
                                  num_workers=0)                     # (in memory already: workers would only copy it)
-    top = Learner(dls, FromStage(model, start), loss_func=learn.loss_func, opt_func=learn.opt_func, metrics=learn.metrics,
-                  splitter=later_params, path=learn.path, cbs=[cb for cb in learn.cbs if isinstance(cb, (ChannelsLast, MixedPrecision))])
+    top = Learner(dls, FromStage(model, start), loss_func=learn.loss_func, opt_func=learn.opt_func,
+                  metrics=learn.metrics, splitter=later_params, path=learn.path,
+                  cbs=[cb for cb in learn.cbs if isinstance(cb, (ChannelsLast, MixedPrecision))])
     lines_in_logs(top)
-    top.config = learn.config                                       # (the same dict: checkpoints record the run's config)
+    top.config = learn.config                   # (the same dict: checkpoints record the run's config)
     return top
 
 # %% ../nbs/04_recipes.ipynb #5c0d7e3f
@@ -235,7 +260,8 @@ def probe_weights(x, y, xv, yv, Cs=PROBE_CS, balanced=False) -> tuple[np.ndarray
      "`yv`); that C and each C's validation accuracy. `balanced`: each class weighs the same, however many photos.")
     from sklearn.linear_model import LogisticRegression
     mu, sd = x.mean(0), x.std(0) + 1e-6
-    fits = [LogisticRegression(C=C, max_iter=3000, class_weight='balanced' if balanced else None).fit((x - mu)/sd, y) for C in Cs]
+    fits = [LogisticRegression(C=C, max_iter=3000, class_weight='balanced' if balanced else None).fit((x - mu)/sd, y)
+            for C in Cs]
     acc = [float((f.predict((xv - mu)/sd) == yv).mean()) for f in fits]
     best = fits[int(np.argmax(acc))]                                # (ties: the strongest regularisation)
     w, b = best.coef_, best.intercept_
@@ -277,18 +303,24 @@ def fit_probe(learn, views=8, Cs=PROBE_CS, balanced=False) -> Learner:
     known = len(learn.config.get('known') or ())
     if model.config['attention'] and not learn.config.get('base'):
         raise ValueError(f"recipe='probe' fits only the head, on features of the frozen backbone: "
-                         f"attention={model.config['attention']!r} would stay untrained. Use attention=None, or recipe='cached'.")
+                         f"attention={model.config['attention']!r} would stay untrained. "
+                         "Use attention=None, or recipe='cached'.")
     if views < 1: raise ValueError(f"views={views}: use at least one augmented view of each photo.")
-    pooled = nn.Sequential(model.body, model.attention, *model.head[:2]).to(learn.dls.device)   # backbone, pool, flatten
+    pooled = nn.Sequential(model.body, model.attention, *model.head[:2]).to(learn.dls.device)  # backbone, pool, flatten
     xt, yt = cache_features(pooled, learn.dls.train.new(shuffle=False, drop_last=False), views)
     xv, yv = cache_features(pooled, learn.dls.valid)
     xt, yt, xv, yv = xt.float().cpu().numpy(), yt.cpu().numpy(), xv.float().cpu().numpy(), yv.cpu().numpy()
     missing = sorted(set(range(known, len(vocab))) - set(yt))
-    if missing: raise ValueError(f"Class(es) {[vocab[i] for i in missing]} have no training photos: add some, or leave them out.")
+    if missing:
+        raise ValueError(f"Class(es) {[vocab[i] for i in missing]} have no training photos: "
+                         "add some, or leave them out.")
     if known and not (yt < known).any():
-        raise ValueError(f"Keeping the known classes {vocab[:known]} needs photos of a few of them too, so that the new rows "
-                         f"learn what is not {', '.join(vocab[known:])}: add folders named like them.")
-    if known: w, b, C, acc = probe_rows(xt, yt, xv, yv, head.weight[:known].detach().cpu(), head.bias[:known].detach().cpu(), Cs)
+        raise ValueError(f"Keeping the known classes {vocab[:known]} needs photos of a few of them too, "
+                         f"so that the new rows learn what is not {', '.join(vocab[known:])}: "
+                         "add folders named like them.")
+    if known:
+        w, b, C, acc = probe_rows(xt, yt, xv, yv, head.weight[:known].detach().cpu(),
+                                  head.bias[:known].detach().cpu(), Cs)
     else: w, b, C, acc = probe_weights(xt, yt, xv, yv, Cs, balanced)
     with torch.no_grad(): head.weight[known:].copy_(torch.as_tensor(w)); head.bias[known:].copy_(torch.as_tensor(b))
     learn.config.update(recipe='probe', views=views, C=C, lr=None)

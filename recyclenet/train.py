@@ -34,13 +34,17 @@ def setup_distributed() -> tuple[int, int]:
     ("Join the process group that `torchrun` or `accelerate launch` describe (nccl on GPUs, gloo on CPUs); return "
      "(rank, processes).")
     try: import accelerate, fastai.distributed
-    except ImportError: raise ImportError("Distributed training needs 🤗 Accelerate: pip install accelerate") from None
+    except ImportError:
+        raise ImportError("Distributed training needs 🤗 Accelerate: pip install accelerate") from None
     if num_distrib() <= 1:
-        warnings.warn("distributed=True, but no launcher started several processes (WORLD_SIZE is not set): training in one "
-                      "process. Launch with `torchrun --nproc_per_node N -m recyclenet.cli train --distributed ...`.", stacklevel=2)
+        warnings.warn("distributed=True, but no launcher started several processes (WORLD_SIZE is not set): "
+                      "training in one process. "
+                      "Launch with `torchrun --nproc_per_node N -m recyclenet.cli train --distributed ...`.",
+                      stacklevel=2)
         return 0, 1
     if torch.cuda.is_available(): torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)))
-    if not torch.distributed.is_initialized(): torch.distributed.init_process_group('nccl' if torch.cuda.is_available() else 'gloo')
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group('nccl' if torch.cuda.is_available() else 'gloo')
     _patch_distributed_dl()
     return rank_distrib(), num_distrib()
 
@@ -72,30 +76,39 @@ def model_card(config: dict) -> str:
      "it.")
     c = config
     score = lambda s: f"{c[s]['correct']}/{c[s]['total']} = {100*c[s]['accuracy']:.1f}%" if c.get(s) else 'not measured'
-    return '\n'.join([f"# RecycleNet model: {c['arch']}" + (f" + {c['attention']} attention" if c.get('attention') else ''),
-        '', f"Classes: {', '.join(c['classes'])}. Input: {c.get('size')} px ({c.get('resize', 'crop')}), recipe {c.get('recipe')}, "
-        f"{'the backbone of ' + c['base'] if c.get('base') else 'ImageNet weights' if c.get('pretrained') else 'from scratch'}, seed {c.get('seed')}.",
+    origin = ('the backbone of ' + c['base'] if c.get('base') else 'ImageNet weights' if c.get('pretrained')
+              else 'from scratch')
+    return '\n'.join([
+        f"# RecycleNet model: {c['arch']}" + (f" + {c['attention']} attention" if c.get('attention') else ''),
+        '', f"Classes: {', '.join(c['classes'])}. Input: {c.get('size')} px ({c.get('resize', 'crop')}), "
+        f"recipe {c.get('recipe')}, {origin}, seed {c.get('seed')}.",
         '', f"Data: `{c.get('data')}`, {c.get('split')} split" + (" (split files sha256: " + ', '.join(
             f"{s} {h[:12]}" for s, h in c['split_sha256'].items()) + ')' if c.get('split_sha256') else '') + '.',
         '', f"Accuracy: validation {score('valid')}, test {score('test')}.",
-        '', 'Versions: ' + ', '.join(f'{k} {v}' for k, v in c.get('versions', {}).items()) + f". Written {c.get('date')}.",
-        '', "Use: `recyclenet predict PHOTOS --model model.pth`, or `recyclenet.inference.load_classifier('model.pth')`."]) + '\n'
+        '', 'Versions: ' + ', '.join(f'{k} {v}' for k, v in c.get('versions', {}).items())
+            + f". Written {c.get('date')}.",
+        '', "Use: `recyclenet predict PHOTOS --model model.pth`, "
+            "or `recyclenet.inference.load_classifier('model.pth')`."]) + '\n'
 
 # %% ../nbs/06_train.ipynb #2631305c
 def plan(cfg: RunConfig, n: pd.Series, out: Path) -> str:
     "The run's first line: photos per split, model, recipe, epochs, device and, on a CPU, an estimate of the time."
     c, dev = cfg, default_device()
-    est = n.get('train', 0)*(c.views*CPU_S_PER_CACHED_VIEW + c.epochs*CPU_S_PER_PHOTO_EPOCH)/60 if c.recipe == 'cached' else None
+    est = (n.get('train', 0)*(c.views*CPU_S_PER_CACHED_VIEW + c.epochs*CPU_S_PER_PHOTO_EPOCH)/60 if c.recipe == 'cached'
+           else None)
     return (f"{n.get('train', 0)} training, {n.get('valid', 0)} validation, {n.get('test', 0)} test photos; {c.arch}"
-            f"{' + ' + c.attention if c.attention else ''}, recipe {c.recipe}" + (f' ({c.views} views)' if c.recipe in ('cached', 'probe') else '')
-            + f", {c.epochs} epochs, on {dev}" + (f', about {est:.0f} min on 2 CPU cores' if est and dev.type == 'cpu' else '')
+            f"{' + ' + c.attention if c.attention else ''}, recipe {c.recipe}"
+            + (f' ({c.views} views)' if c.recipe in ('cached', 'probe') else '')
+            + f", {c.epochs} epochs, on {dev}"
+            + (f', about {est:.0f} min on 2 CPU cores' if est and dev.type == 'cpu' else '')
             + f'; writing to {out}')
 
 def write_run(learn, out: Path, res: dict):
     "Write the run folder: model.pth, model.md, results.json, results.csv and results.png."
     out.mkdir(parents=True, exist_ok=True)                          # (a probe writes no checkpoints before this)
     c = learn.config
-    save_model_file(learn.model, out/'model.pth', **c, valid=res['valid'], test=res['test'], **provenance(c['data'], c['split']))
+    save_model_file(learn.model, out/'model.pth', **c, valid=res['valid'], test=res['test'],
+                    **provenance(c['data'], c['split']))
     (out/'model.md').write_text(model_card(load_model_file(out/'model.pth', 'cpu').config))
     (out/'results.json').write_text(json.dumps(dict(config=learn.config, **res), indent=1, default=str))
     h = getattr(learn, 'history', pd.DataFrame())
@@ -107,7 +120,8 @@ def write_run(learn, out: Path, res: dict):
 def from_base(c: RunConfig) -> tuple[RunConfig, torch.nn.Module]:
     "`c` with the backbone, attention and input of its `base` model file, and that model (for the probe to read)."
     if c.recipe != 'probe':
-        raise ValueError(f"base={c.base!r} is a trained model whose features a probe reads: use recipe='probe', not {c.recipe!r}.")
+        raise ValueError(f"base={c.base!r} is a trained model whose features a probe reads: "
+                         f"use recipe='probe', not {c.recipe!r}.")
     base = load_model_file(c.base, 'cpu')
     same = {k: base.config[k] for k in ('arch', 'attention', 'kind', 'combine', 'size', 'resize') if k in base.config}
     return dataclasses.replace(c, base=str(c.base), pretrained=True, weights=None, **same), base
@@ -120,7 +134,8 @@ def start_from(learn, base: torch.nn.Module, name='', keep_classes=False) -> Lea
     if keep_classes:
         known = list(base.config['classes'])
         if list(learn.dls.vocab)[:len(known)] != known:
-            raise ValueError(f"keep_classes: the classes must start with the base's {known}, not {list(learn.dls.vocab)}.")
+            raise ValueError(f"keep_classes: the classes must start with the base's {known}, "
+                             f"not {list(learn.dls.vocab)}.")
         with torch.no_grad():
             for p in ('weight', 'bias'): getattr(learn.model.head[-1], p)[:len(known)] = getattr(base.head[-1], p)
         learn.config.update(known=known)
@@ -137,7 +152,8 @@ def train(cfg: RunConfig | None = None, **overrides) -> Learner:
     out = Path(c.out) if c.resume else run_dir(c.out, c.exist_ok)
     rank, world = setup_distributed() if c.distributed else (rank_distrib(), 1)
     if not c.distributed and num_distrib() > 1:
-        warnings.warn(f"Started as {num_distrib()} processes but distributed=False: each trains alone. Pass --distributed.")
+        warnings.warn(f"Started as {num_distrib()} processes but distributed=False: each trains alone. "
+                      "Pass --distributed.")
     if world > 1 and c.recipe in ('cached', 'probe'):
         raise ValueError(f"recipe={c.recipe!r} trains in one process: drop --distributed, or use recipe='one-cycle'.")
     set_seed(c.seed, reproducible=True)
@@ -146,15 +162,20 @@ def train(cfg: RunConfig | None = None, **overrides) -> Learner:
     if not rank: print(plan(c, df.split.value_counts(), out), flush=True)
     dls = trashnet_dls(path, split=df, size=c.size, bs=c.bs, aug=c.aug, resize=c.resize, seed=c.seed, classes=vocab)
     learn = recyclenet_learner(dls, c.arch, c.attention, c.pretrained and not base, c.weights, c.kind, c.combine,
-                               label_smoothing=c.label_smoothing, path=out, opt_func=paper_sgd if c.recipe == 'paper' else Adam)
+                               label_smoothing=c.label_smoothing, path=out,
+                               opt_func=paper_sgd if c.recipe == 'paper' else Adam)
     if base: start_from(learn, base, c.base, c.keep_classes)
-    learn.config.update(dataclasses.asdict(c), data=str(path), classes=vocab, pct=list(pct), processes=world, out=str(out))
+    learn.config.update(dataclasses.asdict(c), data=str(path), classes=vocab, pct=list(pct), processes=world,
+                        out=str(out))
     lr = None if c.lr == 'auto' else c.lr
     if world > 1 and lr is None and not c.resume: lr = _broadcast_lr(suggest_lr(learn, show_plot=False))
     cuda = torch.cuda.is_available()
-    if world > 1 and not rank: print(f'data-parallel training in {world} processes ({torch.distributed.get_backend()}), batches of {c.bs} each')
+    if world > 1 and not rank:
+        print(f'data-parallel training in {world} processes ({torch.distributed.get_backend()}), '
+              f'batches of {c.bs} each')
     with learn.distrib_ctx(sync_bn=cuda, cpu=not cuda) if world > 1 else contextlib.nullcontext():
-        fit_recyclenet(learn, c.epochs, lr, c.freeze_epochs, c.recipe, out/'checkpoints', c.resume, c.views, c.mix, c.body_lr, c.keep)
+        fit_recyclenet(learn, c.epochs, lr, c.freeze_epochs, c.recipe, out/'checkpoints', c.resume, c.views, c.mix,
+                       c.body_lr, c.keep)
     res = dict(valid=evaluate(learn, 1), test=evaluate(learn, 2) if len(dls.loaders) > 2 else None,
                train_seconds=round(time.time() - t0, 1), n_train=len(dls.train_ds),
                skipped=dls.skipped.to_dict('records'))            # unreadable photos left out, with the reason
@@ -176,7 +197,9 @@ def fit_folder(path, cfg: RunConfig | None = None, **overrides) -> Learner:
     if not path.is_dir(): raise FileNotFoundError(f"{path} is not a folder of class folders.")
     folders = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith('.'))
     empty = [str(p) for p in folders if not image_files(p)]
-    if empty: raise ValueError(f"Class folder(s) {', '.join(empty)} hold no images: add photos, or remove the folder to leave the class out.")
+    if empty: raise ValueError(f"Class folder(s) {', '.join(empty)} hold no images: "
+                               "add photos, or remove the folder to leave the class out.")
     classes = [p.name for p in folders]
-    if len(classes) < 2: raise ValueError(f"{path} needs at least two class folders with photos (found {classes or 'none'}).")
+    if len(classes) < 2:
+        raise ValueError(f"{path} needs at least two class folders with photos (found {classes or 'none'}).")
     return train(cfg or RunConfig(**FOLDER_DEFAULTS), data=str(path), classes=classes, split='random', **overrides)

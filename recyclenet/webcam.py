@@ -50,7 +50,7 @@ def attention_png(att, size, cmap='magma', alpha=0.7) -> bytes:
     return buf.getvalue()
 
 # %% ../nbs/10_webcam.ipynb #fec026ef
-STATIC = pkg_path()/'static'            # the widget's page half, as package files: webcam.js (an ES module) and webcam.css
+STATIC = pkg_path()/'static'    # the widget's page half, as package files: webcam.js (an ES module) and webcam.css
 
 # %% ../nbs/10_webcam.ipynb #teach0c1
 MIN_PHOTOS = 5        # photos a class needs before training: fit_folder holds out 15% of each to choose and test on
@@ -58,7 +58,8 @@ THUMBS = 4            # the latest photos of each class that the widget shows
 
 def check_label(label: str) -> str:
     "`label` if it can name a class folder (no path, not hidden), else a clear error."
-    if not label or Path(label).name != label or label.startswith('.'): raise ValueError(f"{label!r} cannot be a class folder name.")
+    if not label or Path(label).name != label or label.startswith('.'):
+        raise ValueError(f"{label!r} cannot be a class folder name.")
     return label
 
 def thumbnail(fn, side=64) -> bytes:
@@ -99,7 +100,7 @@ class WebcamSorter(anywidget.AnyWidget):
     record_fps = traitlets.Float(4.).tag(sync=True)
     base_name = traitlets.Unicode('').tag(sync=True)
     use_base = traitlets.Bool(False).tag(sync=True)
-    keep_classes = traitlets.Bool(False).tag(sync=True)            # with use_base: the new model knows the base's classes too
+    keep_classes = traitlets.Bool(False).tag(sync=True)    # with use_base: the new model knows the base's classes too
     training = traitlets.Bool(False).tag(sync=True)
     status = traitlets.Unicode('').tag(sync=True)                   # what training is doing, or what it gave
     result = traitlets.Dict().tag(sync=True)
@@ -117,7 +118,8 @@ class WebcamSorter(anywidget.AnyWidget):
         base_name = f'{Path(base).parent.name}/{Path(base).name}' if base else ''
         super().__init__(running=start, threshold=threshold, attention=attention, max_fps=max_fps, classes=classes,
                          selected=classes[0] if classes else '', base_name=base_name, use_base=bool(base), **kwargs)
-        self.clf, self.base, self.cfg, self.frame, self.model_file, self.thread, self.error = None, base, cfg, None, None, None, None
+        (self.clf, self.base, self.cfg, self.frame, self.model_file, self.thread,
+         self.error) = None, base, cfg, None, None, None, None
         self.swap(classifier)
         self.upload = ipywidgets.FileUpload(accept='image/*', multiple=True, description='Upload photos',
                                             layout=ipywidgets.Layout(display='none', width='220px'))
@@ -144,7 +146,8 @@ class WebcamSorter(anywidget.AnyWidget):
             if 'attention' in r: overlay = attention_png(r.pop('attention'), clf.size)
             self.frame = data
         except Exception as e:
-            r = dict(error=f"This frame could not be labelled: {'it is empty' if not data else f'{type(e).__name__}: {e}'}.")
+            r = dict(error=f"This frame could not be labelled: "
+                           f"{'it is empty' if not data else f'{type(e).__name__}: {e}'}.")
         r.update(frame=frame, ms=round(1000*(time.perf_counter() - t0), 1))
         with self.hold_sync(): self.result, self.overlay = r, overlay
         return r
@@ -154,7 +157,8 @@ class WebcamSorter(anywidget.AnyWidget):
         files = image_files(self.snapshot_dir/label) if (self.snapshot_dir/label).is_dir() else []
         with self.hold_sync():
             self.counts = {c: len(files) if c == label else self.counts.get(c, 0) for c in self.classes}
-            self.thumbs = {c: [thumbnail(f) for f in files[-THUMBS:]] if c == label else self.thumbs.get(c, []) for c in self.classes}
+            self.thumbs = {c: [thumbnail(f) for f in files[-THUMBS:]] if c == label else self.thumbs.get(c, [])
+                           for c in self.classes}
 
     def add_class(self, name: str) -> Path:
         "A new class: its folder in `snapshot_dir`, and a row in the widget (selected, for Record)."
@@ -177,7 +181,8 @@ class WebcamSorter(anywidget.AnyWidget):
 
     def remove_class(self, name: str) -> Path | None:
         "Take class `name` out; its photos move to `snapshot_dir/.removed/` (training skips hidden folders)."
-        if name not in self.classes: raise ValueError(f"There is no class {name!r} (classes: {', '.join(self.classes)}).")
+        if name not in self.classes:
+            raise ValueError(f"There is no class {name!r} (classes: {', '.join(self.classes)}).")
         src, dst = self.snapshot_dir/name, self.snapshot_dir/'.removed'/f'{name}-{datetime.now():%Y%m%d-%H%M%S}'
         if src.exists(): dst.parent.mkdir(parents=True, exist_ok=True); src.rename(dst)
         self.classes = [c for c in self.classes if c != name]
@@ -227,8 +232,9 @@ class WebcamSorter(anywidget.AnyWidget):
 
     def _train(self, base, overrides):
         t0, n = time.perf_counter(), sum(self.counts[c] for c in self.classes)
-        self.status = (f"Training on {n} photos of {len(self.classes)} classes, from {self.base_name if base else 'ImageNet'} "
-                       f"features{', keeping its classes' if overrides['keep_classes'] else ''}…")
+        self.status = (f"Training on {n} photos of {len(self.classes)} classes, "
+                       f"from {self.base_name if base else 'ImageNet'} features"
+                       f"{', keeping its classes' if overrides['keep_classes'] else ''}…")
         try:
             with contextlib.redirect_stdout(StatusLines(self.thread, lambda s: setattr(self, 'status', s), sys.stdout)):
                 learn = fit_folder(self.snapshot_dir, self.cfg, base=base, **overrides)
@@ -237,13 +243,15 @@ class WebcamSorter(anywidget.AnyWidget):
             self.error, self.status = e, f'Training failed: {type(e).__name__}: {e}'
         else:
             self.model_file, t = learn.path/'model.pth', learn.results['test']
-            self.status = (f"Trained in {time.perf_counter() - t0:.0f} s ({t['correct']}/{t['total']} held-out photos right); "
+            self.status = (f"Trained in {time.perf_counter() - t0:.0f} s "
+                           f"({t['correct']}/{t['total']} held-out photos right); "
                            f"sorting with it now. Model: {self.model_file}")
         finally: self.training = False
 
     def export(self, folder='export', quantize=False) -> list[Path]:
         "Write the trained model to `folder`: model.pth, its card model.md, and model.onnx (int8 with `quantize`)."
-        if self.model_file is None: raise ValueError("Nothing to export yet: train a model first (the Train button, or train()).")
+        if self.model_file is None:
+            raise ValueError("Nothing to export yet: train a model first (the Train button, or train()).")
         folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
         paths = [Path(shutil.copy(self.model_file.with_name(n), folder/n)) for n in ('model.pth', 'model.md')]
         paths.append(export_onnx(paths[0], folder/'model.onnx', quantize=quantize, verbose=False)[0])
@@ -256,7 +264,8 @@ class WebcamSorter(anywidget.AnyWidget):
         save = lambda: self.save_snapshot(msg.get('label'), data)
         actions = {'snapshot': save, 'record': save, 'add': lambda: self.add_class(msg.get('name', '').strip()),
                    'remove': lambda: self.remove_class(msg.get('name')), 'train': lambda: self.train(),
-                   'rename': lambda: self.rename_class(msg.get('old'), msg.get('name', '').strip()), 'export': lambda: self.export()}
+                   'rename': lambda: self.rename_class(msg.get('old'), msg.get('name', '').strip()),
+                   'export': lambda: self.export()}
         try: actions[kind]()
         except Exception as e:
             if kind in ('train', 'export'): self.status = f'{kind.title()} failed: {e}'
@@ -266,7 +275,8 @@ class WebcamSorter(anywidget.AnyWidget):
         if not change['new']: return
         for f in change['new']:
             data = bytes(f['content'])
-            if self.selected and self.clf is None: self.save_snapshot(self.selected, data)   # collecting: photos of a class
+            if self.selected and self.clf is None:                  # collecting: photos of a class
+                self.save_snapshot(self.selected, data)
             elif 'error' not in self.handle_frame(data): self.still = data
 
     def _repr_mimebundle_(self, **kwargs): return self.box._repr_mimebundle_(**kwargs)
@@ -278,7 +288,8 @@ def opencv_loop(clf: Classifier, source=0, frames=None, threshold=0.5, width=400
     import cv2
     cap = cv2.VideoCapture(source)
     if not cap.isOpened():
-        raise RuntimeError(f"cv2.VideoCapture({source!r}) opened nothing: no such camera or file on the kernel's machine. "
+        raise RuntimeError(f"cv2.VideoCapture({source!r}) opened nothing: "
+                           "no such camera or file on the kernel's machine. "
                            "In a notebook, WebcamSorter uses the browser's camera instead.")
     image, text = ipywidgets.Image(format='jpeg', width=width), ipywidgets.HTML()
     display(ipywidgets.VBox([image, text]))
@@ -291,7 +302,8 @@ def opencv_loop(clf: Classifier, source=0, frames=None, threshold=0.5, width=400
             r = label_frame(clf, np.ascontiguousarray(bgr[..., ::-1]), threshold)
             r['ms'] = 1000*(time.perf_counter() - t0)
             image.value = cv2.imencode('.jpg', bgr)[1].tobytes()
-            text.value = f"<b style='font-size:150%'>{html.escape(r['shown'])}</b> {r['confidence']:.0%} · {r['ms']:.0f} ms"
+            text.value = (f"<b style='font-size:150%'>{html.escape(r['shown'])}</b> "
+                          f"{r['confidence']:.0%} · {r['ms']:.0f} ms")
             results.append(r)
     except KeyboardInterrupt: pass
     finally: cap.release()
