@@ -68,6 +68,7 @@ class TrainResize(Resize):
     "`Resize` of training items only: a class of its own, as a `DataBlock` keeps one item transform per class."
     split_idx = 0
 
+# %% ../nbs/01_augment.ipynb #a8903c84
 def trashnet_dls(path, split='official', size=224, bs=32, aug='mid', resize='crop', presize=None, min_scale=0.75,
                  seed=42, classes=CLASSES, pct=SPLIT_PCT, extra_train=None, extra_augs=None, num_workers=None,
                  device=None, verbose=False):
@@ -160,6 +161,7 @@ def board_reference(lab, border=4, max_chroma=14., min_share=0.1):
     grey = strip[np.hypot(strip[:, 1] - 128, strip[:, 2] - 128) < max_chroma]
     return np.median(grey, 0) if len(grey) >= min_share*len(strip) else None
 
+# %% ../nbs/01_augment.ipynb #13aa5b1c
 def segment_object(img, min_dist=12., lightness=0.5, fallback=True) -> np.ndarray:
     ("Boolean mask (h, w) of the object in a photo on a plain board: colour distance from the board, Otsu, morphology,"
      " largest part; all of it when no board shows.")
@@ -202,6 +204,7 @@ def severity_level(levels, severity):
 
 def to_uint8(x) -> np.ndarray: return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
+# %% ../nbs/01_augment.ipynb #73767490
 SCENES = ('wood', 'tiles', 'brick', 'grass', 'gravel', 'coffee', 'astronaut', 'rocket', 'chelsea')
 PROCEDURAL = ('dead_leaves', 'spectral', 'fabric')                 # endless, random: for training, never in the suite
 TRAIN_SCENES = ('clutter', *PROCEDURAL, 'motorcycle', 'hubble_deep_field', 'immunohistochemistry', 'retina',
@@ -213,6 +216,7 @@ def smooth_noise(rng, h, w, cells=6) -> np.ndarray:
     g = rng.random((cells, cells)).astype(np.float32)
     return np.clip(cv2.resize(g, (w, h), interpolation=cv2.INTER_CUBIC), 0, 1)
 
+# %% ../nbs/01_augment.ipynb #30143aa7
 def _wood(rng, h, w) -> np.ndarray:
     "A procedural wooden table top: warped grain in browns."
     y, x = np.mgrid[:h, :w].astype(np.float32)
@@ -325,6 +329,7 @@ def scene(name, h, w, seed=0) -> np.ndarray:
         out = to_uint8(out*rng.uniform(0.4, 1.3, 3).astype(np.float32))   # in any tint
     return out
 
+# %% ../nbs/01_augment.ipynb #0606d8dc
 def feather(mask, sigma) -> np.ndarray:
     "`mask` as a float (h, w, 1) alpha with edges feathered by a Gaussian of `sigma` pixels."
     return cv2.GaussianBlur(mask.astype(np.float32), (0, 0), max(sigma, 0.1))[..., None]
@@ -412,12 +417,14 @@ def occlude(img, seed=0, width=(0.12, 0.3)) -> np.ndarray:
     alpha = feather(m, 0.01*min(h, w))
     return to_uint8(alpha*rng.integers(0, 256, 3).astype(np.float32)*shade + (1 - alpha)*img.astype(np.float32))
 
+# %% ../nbs/01_augment.ipynb #5a3e2e16
 class Occluder(A.ImageOnlyTransform):
     ("albumentations transform: `occlude` the photo (an arm, a tool, another object in front), seeded by "
      "albumentations' generator.")
     def get_params(self): return dict(seed=int(self.random_generator.integers(2**31)))
     def apply(self, img, seed=0, **params): return occlude(img, seed)
 
+# %% ../nbs/01_augment.ipynb #0229b81e
 def webcam_augs(p=0.25, background=0.5, clutter=()) -> list:
     ("albumentations transforms that imitate a webcam in a kitchen, each applied with probability `p`, the background "
      "swap with `background` (none uses the suite's scenes), half its swaps strewn with objects from the `clutter` "

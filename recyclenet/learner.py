@@ -21,9 +21,9 @@ from fastai.callback.progress import ProgressCallback
 
 # %% auto #0
 __all__ = ['EpochLines', 'lines_in_logs', 'recyclenet_splitter', 'RecycleLearner', 'norm_stats', 'add_normalize',
-           'recyclenet_learner', 'AttentionCallback', 'suggest_lr', 'CheckpointCallback', 'load_checkpoint',
-           'check_config', 'MirrorInput', 'evaluate', 'format_accuracy', 'config_dls', 'file_learner', 'evaluate_file',
-           'show_attention']
+           'recyclenet_learner', 'AttentionCallback', 'suggest_lr', 'check_config', 'CheckpointCallback',
+           'load_checkpoint', 'MirrorInput', 'evaluate', 'format_accuracy', 'config_dls', 'file_learner',
+           'evaluate_file', 'show_attention']
 
 # %% ../nbs/03_learner.ipynb #e1c0b7a2
 class EpochLines(Callback):
@@ -41,6 +41,7 @@ class EpochLines(Callback):
     def after_fit(self):
         if hasattr(self, 'old'): self.learn.logger = self.old; del self.old
 
+# %% ../nbs/03_learner.ipynb #264bbd63
 def lines_in_logs(learn: Learner, live=None) -> Learner:
     "`learn` with `EpochLines` instead of fastai's bars where the output is a log (`live`: default `live_output()`)."
     if (live_output() if live is None else live) or any(isinstance(cb, EpochLines) for cb in learn.cbs): return learn
@@ -57,16 +58,19 @@ def recyclenet_splitter(model: RecycleNet) -> list:
     head = list(model.head.parameters())
     return [body, att, head] if att else [body, head]
 
+# %% ../nbs/03_learner.ipynb #4885fd2e
 class RecycleLearner(Learner):
     ("A fastai `Learner` whose `freeze` trains all new layers (attention and head) and keeps the pretrained backbone "
      "fixed.")
     def freeze(self): self.freeze_to(-len(self.splitter(self.model)) + 1)
 
+# %% ../nbs/03_learner.ipynb #533ea93b
 def norm_stats(dls) -> list | None:
     "The (mean, std) `dls` normalises its batches with, or None."
     norm = dls.after_batch.fs.filter(lambda t: isinstance(t, Normalize))
     return [norm[0].mean.flatten().tolist(), norm[0].std.flatten().tolist()] if norm else None
 
+# %% ../nbs/03_learner.ipynb #33877621
 def add_normalize(dls, stats):
     "Add `Normalize` with `stats` to `dls`, unless it normalises already (with other stats: a warning says so)."
     used = norm_stats(dls)
@@ -77,6 +81,7 @@ def add_normalize(dls, stats):
                       "backbone.", stacklevel=3)
     return dls
 
+# %% ../nbs/03_learner.ipynb #2f6d955b
 def recyclenet_learner(dls, arch='efficientnet_lite0', attention=None, pretrained=True, weights=None, kind='cs',
                        combine='sum', dropout=0., loss_func=None, label_smoothing=0., opt_func=Adam,
                        metrics=(accuracy, error_rate), path='.', cbs=None, channels_last=None,
@@ -167,6 +172,14 @@ def _plain(x):
     if isinstance(x, (np.generic, np.ndarray)): return x.tolist()
     return x
 
+# %% ../nbs/03_learner.ipynb #54fc1ea9
+def check_config(saved, current, fn):
+    ("Raise a clear error if the checkpoint `fn` was made for another model, other classes, or other data (seed, "
+     "split, size).")
+    for k in ('arch', 'attention', 'kind', 'combine', 'classes', 'seed', 'split', 'pct', 'size', 'resize'):
+        if _plain(saved.get(k)) != _plain(current.get(k)):
+            raise ValueError(f"{fn} was saved for {k}={saved.get(k)!r}, but this model has {k}={current.get(k)!r}.")
+
 # %% ../nbs/03_learner.ipynb #17c20e2f
 class CheckpointCallback(Callback):
     "After each epoch: save `last.pth` (everything needed to resume) and `best.pth` (best valid accuracy) in `dir`."
@@ -203,13 +216,6 @@ def load_checkpoint(fn, learn) -> dict:
     _set_rng_state(learn, ck['rng'])
     return ck
 
-def check_config(saved, current, fn):
-    ("Raise a clear error if the checkpoint `fn` was made for another model, other classes, or other data (seed, "
-     "split, size).")
-    for k in ('arch', 'attention', 'kind', 'combine', 'classes', 'seed', 'split', 'pct', 'size', 'resize'):
-        if _plain(saved.get(k)) != _plain(current.get(k)):
-            raise ValueError(f"{fn} was saved for {k}={saved.get(k)!r}, but this model has {k}={current.get(k)!r}.")
-
 # %% ../nbs/03_learner.ipynb #2d7edbba
 class MirrorInput(Callback):
     "Feed the model each batch mirrored left to right (for test-time augmentation)."
@@ -238,6 +244,7 @@ def config_dls(config, data='sample', bs=64) -> DataLoaders:
                        pct=c.get('pct', SPLIT_PCT))
     return add_normalize(dls, c['stats'])
 
+# %% ../nbs/03_learner.ipynb #ff47e1ef
 def file_learner(model_file, data='sample', bs=64) -> Learner:
     ("A `Learner` of the model saved in `model_file`, on `data` as it was trained (`config_dls`), recording its "
      "attention.")
@@ -249,6 +256,7 @@ def file_learner(model_file, data='sample', bs=64) -> Learner:
     learn.config = model.config
     return learn
 
+# %% ../nbs/03_learner.ipynb #510b7fe1
 def evaluate_file(model_file, data='sample', split='test', bs=64, tta=False) -> dict:
     ("Accuracy (`correct/total`) of the model in `model_file` on `split` ('train', 'valid' or 'test') of `data`, `tta`"
      " with mirrored photos.")
