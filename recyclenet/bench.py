@@ -42,12 +42,14 @@ def run_row(name, out) -> dict:
     out = Path(out); r = json.loads((out/'results.json').read_text()); c = r['config']
     tta = evaluate_file(out/'model.pth', c['data'], 'test', tta=True)
     epochs = len(pd.read_csv(out/'checkpoints'/'history.csv'))
-    recipe = (c.get('recipe', 'one-cycle') + (f" ({c['views']} views)" if c.get('recipe') == 'cached' else '') +
-              (f" + {c['mix']}" if c.get('mix') else '') + (f", body lr ×{c['body_lr']:g}" if c.get('body_lr') else ''))
-    return dict(name=name, arch=c['arch'], attention=c['attention'] or 'none', pretrained=c['pretrained'], size=str(c['size']),
-                recipe=recipe, aug=c.get('aug', 'mid'), epochs=epochs, kept=c.get('keep', 'best'), train_min=round(r['train_seconds']/60, 1),
-                img_per_s=round(r['n_train']*epochs/r['train_seconds'], 1),
-                valid=f"{r['valid']['correct']}/{r['valid']['total']}", test=f"{r['test']['correct']}/{r['test']['total']}",
+    recipe = (c.get('recipe', 'one-cycle') + (f" ({c['views']} views)" if c.get('recipe') == 'cached' else '')
+              + (f" + {c['mix']}" if c.get('mix') else '')
+              + (f", body lr ×{c['body_lr']:g}" if c.get('body_lr') else ''))
+    score = lambda s: f"{r[s]['correct']}/{r[s]['total']}"
+    return dict(name=name, arch=c['arch'], attention=c['attention'] or 'none', pretrained=c['pretrained'],
+                size=str(c['size']), recipe=recipe, aug=c.get('aug', 'mid'), epochs=epochs, kept=c.get('keep', 'best'),
+                train_min=round(r['train_seconds']/60, 1), img_per_s=round(r['n_train']*epochs/r['train_seconds'], 1),
+                valid=score('valid'), test=score('test'),
                 test_acc=round(100*r['test']['accuracy'], 2), test_tta=f"{tta['correct']}/{tta['total']}",
                 test_tta_acc=round(100*tta['accuracy'], 2), machine=machine(), date=str(date.today()))
 
