@@ -197,9 +197,63 @@ def test_widget_sorts_the_fake_camera_in_jupyterlab(chromium, scene, lab, tmp_pa
         (out/'webcam_roundtrip.json').write_text(json.dumps(dict(size=SIZE, threads=THREADS, photo=scene['photo'].name, label=scene['label'], **stats)))
 
 
-def test_teach_two_classes_from_the_fake_camera(chromium, scene, lab, tmp_path):
-    "No model: add two classes in the widget, record frames of each, press Train, and see the swapped model's labels."
+def in_row(c, q):
+    "JS answering `q` about class `c`'s row (`r`), or null without one: rows are redrawn, so never hold on to them."
+    return f"const r = document.querySelector('.rn-webcam .rn-classrow[data-class={c}]'); return r && {q};"
+
+
+def camera_on(driver):
+    "Wait for the widget's camera to play; a 60 s wait to reuse."
+    from selenium.webdriver.support.ui import WebDriverWait
+    js, wait = driver.execute_script, WebDriverWait(driver, 60, 0.2)
+    try: wait.until(lambda d: js("const v = document.querySelector('.rn-webcam video'); return v && v.videoWidth > 0"))
+    except Exception:
+        pytest.fail(f"the camera did not start; page:\n{js('return document.body.innerText.slice(0, 1500)')}\nbrowser log:\n"
+                    + '\n'.join(str(e) for e in driver.get_log('browser')[-20:]))
+    return wait
+
+
+def add_class(driver, c):
+    "Type class `c` in the widget's box, press Add, and wait for its row."
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    driver.find_element(By.CSS_SELECTOR, '.rn-webcam .rn-newclass').send_keys(c)
+    driver.find_element(By.CSS_SELECTOR, '.rn-webcam .rn-add').click()
+    WebDriverWait(driver, 30, 0.2).until(lambda d: d.execute_script(in_row(c, 'true')))
+
+
+def record(driver, c):
+    "● Record class `c` until it has MIN_PHOTOS photos, then ■ Stop; its row shows thumbnails."
+    from selenium.webdriver.support.ui import WebDriverWait
+    from recyclenet.webcam import MIN_PHOTOS
+    js = driver.execute_script
+    count = lambda d: js(in_row(c, "parseInt(r.querySelector('.rn-count').textContent)")) or 0
+    js(in_row(c, "r.querySelector('.rn-rec').click()"))
+    WebDriverWait(driver, 60, 0.2).until(lambda d: count(d) >= MIN_PHOTOS)
+    js(in_row(c, "r.querySelector('.rn-rec').click()"))
+    assert js(in_row(c, "r.querySelectorAll('.rn-thumbs img').length")) > 0
+
+
+def trained(driver, lab, wait_s=120) -> str:
+    "Press Train and wait for the widget to say it trained and sorts; its status line."
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    js = driver.execute_script
+    driver.find_element(By.CSS_SELECTOR, '.rn-webcam .rn-train').click()
+    status = lambda d: d.find_element(By.CSS_SELECTOR, '.rn-webcam .rn-status').text
+    try: WebDriverWait(driver, wait_s, 0.5).until(lambda d: status(d).startswith(('Trained in', 'Training failed')))
+    except Exception:
+        pytest.fail(f"no answer after Train; widget:\n{js('return document.querySelector(`.rn-webcam`).innerText')}\n"
+                    f"lab log:\n{(lab['dir']/'lab.log').read_text()[-2000:]}")
+    assert status(driver).startswith('Trained in'), status(driver)
+    return status(driver)
+
+
+def test_teach_two_classes_from_the_fake_camera(chromium, scene, lab, tmp_path):
+    "No model: add two classes in the widget (renaming one in place), record frames of each, Train, see the new labels."
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
     from recyclenet.webcam import MIN_PHOTOS
 
@@ -209,34 +263,24 @@ def test_teach_two_classes_from_the_fake_camera(chromium, scene, lab, tmp_path):
         f'w = WebcamSorter(snapshot_dir={str(snaps)!r}, cfg=RunConfig(**{{**FOLDER_DEFAULTS, "size": {SIZE}, '
         f'"out": {str(tmp_path/"runs")!r}}}), max_fps=0)\nw')
     js, find = driver.execute_script, driver.find_element
-    in_row = lambda c, q: f"const r = document.querySelector('.rn-webcam .rn-classrow[data-class={c}]'); return r && {q};"
-    count = lambda c: js(in_row(c, "parseInt(r.querySelector('.rn-count').textContent)")) or 0   # (rows redraw: no stale refs)
     try:
-        wait = WebDriverWait(driver, 60, 0.2)
-        try: wait.until(lambda d: js("const v = document.querySelector('.rn-webcam video'); return v && v.videoWidth > 0"))
-        except Exception:
-            pytest.fail(f"the camera did not start; page:\n{js('return document.body.innerText.slice(0, 1500)')}\nbrowser log:\n"
-                        + '\n'.join(str(e) for e in driver.get_log('browser')[-20:]))
+        wait = camera_on(driver)
         assert find(By.CSS_SELECTOR, '.rn-webcam .rn-label').text == 'no model yet'
-        for c in classes:
-            find(By.CSS_SELECTOR, '.rn-webcam .rn-newclass').send_keys(c)
-            find(By.CSS_SELECTOR, '.rn-webcam .rn-add').click()
-            wait.until(lambda d: js(in_row(c, 'true')))
-            js(in_row(c, "r.querySelector('.rn-rec').click()"))                        # ● Record ...
-            wait.until(lambda d: count(c) >= MIN_PHOTOS)
-            js(in_row(c, "r.querySelector('.rn-rec').click()"))                        # ... ■ Stop
-            assert js(in_row(c, "r.querySelectorAll('.rn-thumbs img').length")) > 0
+        add_class(driver, 'jar')                                     # a typo, fixed in place: double-click, type, Enter
+        pick = find(By.CSS_SELECTOR, '.rn-webcam .rn-classrow[data-class=jar] .rn-pick')
+        ActionChains(driver).double_click(pick).perform()
+        wait.until(lambda d: js("return !!document.querySelector('.rn-webcam .rn-rename')"))
+        find(By.CSS_SELECTOR, '.rn-webcam .rn-rename').send_keys('s' + Keys.ENTER)
+        wait.until(lambda d: js(in_row('jars', 'true')) and not js(in_row('jar', 'true')))
+        assert (snaps/'jars').is_dir() and not (snaps/'jar').exists()
+        add_class(driver, 'tins')
+        for c in classes: record(driver, c)
         counts = {c: len(image_files(snaps/c)) for c in classes}
         time.sleep(1)
         assert counts == {c: len(image_files(snaps/c)) for c in classes}, 'frames were still recorded after Stop'
-        find(By.CSS_SELECTOR, '.rn-webcam .rn-train').click()
+        trained(driver, lab)
         shown = lambda d: js("const l = document.querySelector('.rn-webcam .rn-label'); return l && l.dataset.label")
-        try: WebDriverWait(driver, 120, 0.5).until(lambda d: shown(d) in classes)
-        except Exception:
-            pytest.fail(f"no label after Train; widget:\n{js('return document.querySelector(`.rn-webcam`).innerText')}\n"
-                        f"lab log:\n{(lab['dir']/'lab.log').read_text()[-2000:]}")
-        status = find(By.CSS_SELECTOR, '.rn-webcam .rn-status').text
-        assert status.startswith('Trained in'), status
+        WebDriverWait(driver, 30, 0.5).until(lambda d: shown(d) in classes)
         js("document.querySelector('.rn-webcam').closest('.jp-Cell').scrollIntoView()")
         shot = tmp_path/'teach_screenshot.png'
         driver.save_screenshot(str(shot))
@@ -244,3 +288,25 @@ def test_teach_two_classes_from_the_fake_camera(chromium, scene, lab, tmp_path):
     assert all(n >= MIN_PHOTOS for n in counts.values()), counts
     with Image.open(image_files(snaps/classes[0])[0]) as im: assert im.size == camera_image(scene['photo']).size   # full frames
     if OUT: shutil.copy(shot, Path(OUT)/'teach_screenshot.png')
+
+
+def test_add_a_class_beside_a_base_models_classes(chromium, scene, lab, tmp_path):
+    "From a base model, 'and its classes' ticked: record a known class and a new one, Train; the model knows 6 + 1."
+    from selenium.webdriver.common.by import By
+
+    snaps, runs = tmp_path/'keep', tmp_path/'runs'
+    driver = open_notebook(chromium, lab, scene['clip'], 'keep.ipynb',
+        'from recyclenet.config import RunConfig, FOLDER_DEFAULTS\nfrom recyclenet.webcam import WebcamSorter\n'
+        f'w = WebcamSorter(snapshot_dir={str(snaps)!r}, base={str(scene["model"])!r}, '
+        f'cfg=RunConfig(**{{**FOLDER_DEFAULTS, "size": {SIZE}, "out": {str(runs)!r}}}), max_fps=0)\nw')
+    js, find = driver.execute_script, driver.find_element
+    try:
+        camera_on(driver)
+        assert find(By.CSS_SELECTOR, '.rn-webcam .rn-base').is_selected()          # "from <base>" is on when given one
+        find(By.CSS_SELECTOR, '.rn-webcam .rn-keepbox').click()                     # ... and its classes
+        for c in (scene['label'], 'tins'): add_class(driver, c); record(driver, c)
+        status = trained(driver, lab)
+    finally: driver.quit()
+    model = Path(status.split('Model: ')[-1].strip())
+    classes = load_classifier(model, device='cpu').classes
+    assert classes == [*CLASSES, 'tins'], classes

@@ -40,6 +40,7 @@ function render({ model, el }) {
   const canvas = document.createElement("canvas");
   const urls = {};
   let stream = null, pending = null, timer = null, n = 0, answered = [], recording = null, recTimer = null, trainStart = 0;
+  let renaming = null;                               // {from: class, text: typed so far} while a name is edited in place
 
   const set = (k, v) => { model.set(k, v); model.save_changes(); };
   const blobUrl = (key, bytes, type) => {
@@ -112,6 +113,26 @@ function render({ model, el }) {
     showClasses();
   }
 
+  function renameBox(c) {
+    // The class name as a text box, in place of its button: Enter (or leaving it) renames, Esc keeps the old name.
+    const box = document.createElement("input");
+    box.className = "rn-rename";
+    box.value = renaming.text;
+    box.title = "Enter renames, Esc cancels";
+    box.oninput = () => { renaming.text = box.value; };
+    const done = keep => {
+      if (!renaming || !box.isConnected) return;                      // (a redraw replaced the box: not an answer)
+      const name = box.value.trim();
+      renaming = null;
+      if (keep && name && name !== c) model.send({ type: "rename", old: c, name });
+      showClasses();
+    };
+    box.onkeydown = e => { if (e.key === "Enter") done(true); else if (e.key === "Escape") done(false); };
+    box.onblur = () => done(true);
+    setTimeout(() => { box.focus(); box.setSelectionRange(box.value.length, box.value.length); });
+    return box;
+  }
+
   function showClasses() {
     const classes = model.get("classes"), counts = model.get("counts"), thumbs = model.get("thumbs"), sel = model.get("selected");
     if (recording && !classes.includes(recording)) toggleRecord(recording);
@@ -124,7 +145,8 @@ function render({ model, el }) {
       const pick = row.querySelector(".rn-pick"), rec = row.querySelector(".rn-rec");
       pick.textContent = c;
       pick.onclick = () => set("selected", c);
-      pick.ondblclick = () => { const name = prompt(`Rename ${c} to`, c); if (name && name !== c) model.send({ type: "rename", old: c, name }); };
+      pick.ondblclick = () => { renaming = { from: c, text: c }; showClasses(); };
+      if (renaming && renaming.from === c) pick.replaceWith(renameBox(c));
       row.querySelector(".rn-count").textContent = `${counts[c] || 0} photos`;
       rec.textContent = recording === c ? "■ Stop" : "● Record";
       rec.classList.toggle("rn-recording", recording === c);
