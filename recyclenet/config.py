@@ -21,6 +21,7 @@ def opt(default=dataclasses.MISSING, help='', factory=dataclasses.MISSING):
     "A dataclass field with its `help` (the command line's too)."
     return dataclasses.field(default=default, default_factory=factory, metadata=dict(help=help))
 
+# %% ../nbs/05_config.ipynb #7d03bea8
 @dataclass
 class RunConfig:
     "Every option of a RecycleNet training run; the defaults are the benchmarked recipe (README command 1)."
@@ -84,6 +85,7 @@ def check_choices(cfg: RunConfig):
         if (v if v is not None else 'none') not in allowed:
             raise ValueError(f"{k}={v!r}: use one of {', '.join(allowed)}.")
 
+# %% ../nbs/05_config.ipynb #9bca7e53
 @patch
 def resolved(self: RunConfig) -> RunConfig:
     "A copy with every 'auto' (and `None` epochs, lr) replaced by the recipe's default, and 'none' by `None`."

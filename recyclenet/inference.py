@@ -58,6 +58,7 @@ def _prefetch(pool, f, chunks, ahead=3):
         if len(pending) > ahead: yield pending.popleft().result()
     while pending: yield pending.popleft().result()
 
+# %% ../nbs/08_inference.ipynb #53b49d1a
 class Classifier:
     "A trained RecycleNet model ready to label photos, with a PyTorch (`model`) or onnxruntime (`session`) backend."
     def __init__(self, config, model=None, session=None, device=None, draft=True):
@@ -228,6 +229,7 @@ def calibration_photos(calibrate=None, max_photos=200) -> list[str]:
     step = max(1, -(-len(files)//max_photos))
     return [str(f) for f in files[::step]]
 
+# %% ../nbs/08_inference.ipynb #f319c8d6
 QUANT_METHODS = ('minmax', 'percentile', 'entropy')
 
 def _float_nodes(graph, keep_float) -> list[str]:

@@ -138,6 +138,7 @@ def body_stages(model: RecycleNet) -> list[nn.Module]:
         return [b.conv_stem, b.bn1, *b.blocks, b.conv_head, b.bn2]
     return list(b.children())                                       # torchvision ResNet and MobileNetV2 bodies
 
+# %% ../nbs/04_recipes.ipynb #9ac211b9
 def trunk_depth(model: RecycleNet, stride=16, size=64) -> int:
     "Number of backbone stages up to the first whose output is at 1/`stride` of the input's resolution."
     stages = body_stages(model)
@@ -164,6 +165,7 @@ def overlapped(dl, views=1):
         return dl, threads
     return dl.new(num_workers=1, persistent_workers=views > 1), max(1, min(threads, cores - 1))
 
+# %% ../nbs/04_recipes.ipynb #a48310f1
 def cpu_engine(trunk: nn.Module, xb, threads=1):
     ("The frozen `trunk` run by onnxruntime on batches shaped like `xb` (a function of a batch, giving a tensor); "
      "`trunk` itself where it does not export.")
@@ -182,6 +184,7 @@ def cpu_engine(trunk: nn.Module, xb, threads=1):
     sess = ort.InferenceSession(buf.getvalue(), opts, providers=['CPUExecutionProvider'])
     return lambda x: torch.from_numpy(sess.run(None, {'x': np.ascontiguousarray(x.float().numpy())})[0])
 
+# %% ../nbs/04_recipes.ipynb #6d2b4fa6
 def cache_features(trunk: nn.Module, dl, views=1, onnx=True) -> tuple[torch.Tensor, torch.Tensor]:
     ("The frozen `trunk`'s outputs (fp16) over `views` passes of `dl` (fresh augmentations each pass), and the "
      "targets; on a CPU, onnxruntime runs the trunk (`onnx=False`: PyTorch).")
@@ -199,6 +202,7 @@ def cache_features(trunk: nn.Module, dl, views=1, onnx=True) -> tuple[torch.Tens
     finally: torch.set_num_threads(was)
     return torch.cat(xs), torch.cat(ys)
 
+# %% ../nbs/04_recipes.ipynb #ef3b3085
 class CachedViews:
     ("Dataset of the photos in `x` (`views` passes of `n` photos each, in order): item `i` is one of its views at "
      "random.")
@@ -208,6 +212,7 @@ class CachedViews:
         j = random.randrange(len(self.x)//self.n)*self.n + i
         return self.x[j].float(), self.y[j]     # (float32: MixUp and CutMix blend with float weights)
 
+# %% ../nbs/04_recipes.ipynb #45af01e8
 class FromStage(nn.Module):
     ("The RecycleNet `module` run from backbone stage `start` on: its input is the cached output of the stages before,"
      " in float32 (as `CachedViews` gives it).")
@@ -219,12 +224,14 @@ class FromStage(nn.Module):
         for s in self.stages: x = s(x)
         return self.module.head(self.module.attention(x))
 
+# %% ../nbs/04_recipes.ipynb #20dd30c4
 def later_params(m: FromStage) -> list:
     ("Splitter of a `FromStage` learner: the parameters of the (pretrained) stages it runs; those of the attention and"
      " head.")
     return [[p for s in m.stages for p in s.parameters()],
             list(m.module.attention.parameters()) + list(m.module.head.parameters())]
 
+# %% ../nbs/04_recipes.ipynb #4dec3130
 def cached_learner(learn, views=8, stride=16) -> Learner:
     ("A `Learner` that trains `learn.model`'s later stages, attention and head on cached outputs of its frozen first "
      "stages.")
