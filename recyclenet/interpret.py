@@ -59,17 +59,20 @@ def per_class(self: RecycleInterpretation) -> pd.DataFrame:
     return pd.DataFrame(dict(precision=precision, recall=recall, f1=f1, support=support),
                         index=pd.Index(list(self.vocab), name='class'))
 
+# %% ../nbs/07_interpret.ipynb #e029211d
 @patch
 def accuracy(self: RecycleInterpretation) -> dict:
     "Accuracy as counts and rate (like `evaluate`)."
     correct, total = int((self.decoded == self.targs).sum()), len(self.targs)
     return dict(correct=correct, total=total, accuracy=correct/max(total, 1))
 
+# %% ../nbs/07_interpret.ipynb #b0c4a844
 @patch
 def macro_f1(self: RecycleInterpretation) -> float:
     "F1 averaged over classes, each class counting the same."
     return float(self.per_class().f1.mean())
 
+# %% ../nbs/07_interpret.ipynb #faebd9ef
 @patch
 def summary(self: RecycleInterpretation) -> str:
     "One line: accuracy as `correct/total` and macro-F1."
@@ -128,6 +131,7 @@ def attention_maps(model, xb) -> torch.Tensor:
     with hook_output(gate.att) as h, torch.no_grad(): model.eval()(xb)
     return h.stored[:, 0].float().cpu()
 
+# %% ../nbs/07_interpret.ipynb #7a924b0e
 def gradcam(model, xb, target=None) -> torch.Tensor:
     "Grad-CAM maps (n, h, w) on `model.body`'s output for class `target` (an index, one per image, or the prediction)."
     model.eval()
@@ -138,6 +142,7 @@ def gradcam(model, xb, target=None) -> torch.Tensor:
         grads, = torch.autograd.grad(logits.gather(1, t[:, None]).sum(), acts)
     return torch.relu((grads.mean((2, 3), keepdim=True)*acts.detach()).sum(1)).float().cpu()
 
+# %% ../nbs/07_interpret.ipynb #c9c2d102
 HEATMAPS = ('auto', 'attention', 'gradcam')
 
 def heatmaps(model, xb, method='auto') -> tuple[np.ndarray, str]:
@@ -178,6 +183,7 @@ def plot_images(self: RecycleInterpretation, idxs, title='', heatmap='auto', nco
     fig.tight_layout()
     return fig
 
+# %% ../nbs/07_interpret.ipynb #f1923b27
 @patch
 def plot_most_confused(self: RecycleInterpretation, min_val=1, n=12, per_pair=4, **kwargs):
     ("Grid of up to `n` photos of the `most_confused(min_val)` pairs, `per_pair` of each at most: most frequent pair "
@@ -225,6 +231,7 @@ def check_report_dir(out, run: dict, force=False):
     raise ValueError(f"{out} already holds another report: {what}. Pass force=True (--force) to overwrite it, "
                      "or choose another output folder.")
 
+# %% ../nbs/07_interpret.ipynb #4be3a196
 def _md_table(df) -> str:
     "`df` as a markdown table, floats to 3 decimals."
     fmt = lambda v: f'{v:.3f}' if isinstance(v, float) else str(v)
@@ -235,7 +242,7 @@ def _md_table(df) -> str:
 def report_markdown(interp, model_file, data, top=5) -> str:
     ("A short markdown summary of `interp`: model, data, accuracy, per-class table, confused pairs, worst photos, "
      "figures.")
-    c = interp.learn.model.config
+    c = getattr(interp.learn, 'config', None) or interp.learn.model.config   # (a model file's, or a run's)
     pairs = '\n'.join(f'- {a} → {p}: {n}' for a, p, n in interp.most_confused()[:8]) or '- none'
     worst = interp.table(interp.top_losses(top)[1])
     return f"""# RecycleNet report: {c['arch']}, attention {c['attention']}, on {interp.split}
@@ -261,6 +268,7 @@ def report_markdown(interp, model_file, data, top=5) -> str:
 ![most confused](most_confused.png)
 """
 
+# %% ../nbs/07_interpret.ipynb #d170f925
 def write_report(model_file, data='sample', split='test', out='report', force=False, bs=64, min_val=1, n=12,
                  per_pair=4) -> RecycleInterpretation:
     ("Write the confusion matrix, per-class CSV, most-confused grid and a markdown summary of `model_file` on `split` "

@@ -71,6 +71,7 @@ def run_dir(out, exist_ok=False) -> Path:
     if exist_ok or not taken(out): return out
     return next(p for i in itertools.count(2) if not taken(p := out.with_name(f'{out.name}{i}')))
 
+# %% ../nbs/06_train.ipynb #d41150ce
 def model_card(config: dict) -> str:
     ("A short markdown card of a model file's `config`: what the model is, its data, its scores per split, how to use "
      "it.")
@@ -103,6 +104,7 @@ def plan(cfg: RunConfig, n: pd.Series, out: Path) -> str:
             + (f', about {est:.0f} min on 2 CPU cores' if est and dev.type == 'cpu' else '')
             + f'; writing to {out}')
 
+# %% ../nbs/06_train.ipynb #fbc7f184
 def write_run(learn, out: Path, res: dict):
     "Write the run folder: model.pth, model.md, results.json, results.csv and results.png."
     out.mkdir(parents=True, exist_ok=True)                          # (a probe writes no checkpoints before this)
@@ -117,6 +119,7 @@ def write_run(learn, out: Path, res: dict):
         import matplotlib.pyplot as plt
         fig = plot_history(h); fig.savefig(out/'results.png', dpi=100); plt.close(fig)
 
+# %% ../nbs/06_train.ipynb #ceeba2f7
 def from_base(c: RunConfig) -> tuple[RunConfig, torch.nn.Module]:
     "`c` with the backbone, attention and input of its `base` model file, and that model (for the probe to read)."
     if c.recipe != 'probe':
@@ -126,6 +129,7 @@ def from_base(c: RunConfig) -> tuple[RunConfig, torch.nn.Module]:
     same = {k: base.config[k] for k in ('arch', 'attention', 'kind', 'combine', 'size', 'resize') if k in base.config}
     return dataclasses.replace(c, base=str(c.base), pretrained=True, weights=None, **same), base
 
+# %% ../nbs/06_train.ipynb #f21d549f
 def start_from(learn, base: torch.nn.Module, name='', keep_classes=False) -> Learner:
     ("`learn` with the trained backbone and attention of the RecycleNet `base`; its head stays `learn`'s own, but for "
      "`keep_classes`: the rows of the base's classes, which must come first in `learn`'s vocab.")
@@ -141,6 +145,7 @@ def start_from(learn, base: torch.nn.Module, name='', keep_classes=False) -> Lea
         learn.config.update(known=known)
     return learn
 
+# %% ../nbs/06_train.ipynb #d011032f
 def train(cfg: RunConfig | None = None, **overrides) -> Learner:
     ("Train and test a RecycleNet model as `cfg` (or `RunConfig(**overrides)`) says; write the run to `cfg.out` (or "
      "`out2`, ...).")
