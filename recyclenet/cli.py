@@ -30,12 +30,14 @@ def command(f):
     COMMANDS[f.__name__.rstrip('_').replace('_', '-')] = f
     return f
 
+# %% ../nbs/11_cli.ipynb #f6ebadaa
 def _data_arg(data): return data or os.environ.get('RECYCLENET_DATA') or 'sample'
 
 def one_of(help, *choices) -> Param:
     "A string option that must be one of `choices` (checked before any work starts, the allowed values in the message)."
     return Param(help, str, choices=list(choices))
 
+# %% ../nbs/11_cli.ipynb #5b715271
 SPLITS = ('train', 'valid', 'test')
 SHIFT_NAMES = ('background', 'small_offcentre', 'colour_cast', 'low_light', 'motion_blur', 'defocus_blur', 'jpeg',
                'rotate_perspective', 'hand')   # (the robustness chapter's SHIFTS, named here so --help needs no torch)
@@ -91,6 +93,7 @@ def option_type(f: dataclasses.Field):
     "How the command line reads the `RunConfig` field `f`: a parser of its text, or `bool` for a flag."
     return PARSERS.get(f.name) or {'bool': bool, 'int': int, 'float': float}.get(f.type.split(' |')[0], str)
 
+# %% ../nbs/11_cli.ipynb #eb6cb302
 def config_parser(prog, doc, defaults=None, skip=()) -> argparse.ArgumentParser:
     ("A parser with one option per `RunConfig` field (its comment as help, `CHOICES` as choices), `defaults` "
      "overriding the config's.")
@@ -106,6 +109,7 @@ def config_parser(prog, doc, defaults=None, skip=()) -> argparse.ArgumentParser:
     p.add_argument('--scratch', dest='pretrained', action='store_false', help='The same as --no-pretrained')
     return p
 
+# %% ../nbs/11_cli.ipynb #e61f74cf
 @command
 def train(name=None, **options):
     "Train a RecycleNet model (by default with the benchmarked recipe), test it, and report on it in its run folder."
@@ -126,6 +130,7 @@ def _train_parser(prog):
     return p
 train.parser = _train_parser
 
+# %% ../nbs/11_cli.ipynb #b34bea3d
 def write_run_reports(run, data):
     ("The interpretation report (confusion matrices, per-class table, most-confused photos) of the run's model on "
      "valid and test.")
@@ -135,6 +140,7 @@ def write_run_reports(run, data):
             write_report(Path(run)/'model.pth', data, split, Path(run)/split, force=True)
     print(f'reports on the valid and test photos written to {run}/valid/ and {run}/test/')
 
+# %% ../nbs/11_cli.ipynb #0ecd582d
 @command
 @call_parse
 def eval_(
@@ -183,6 +189,7 @@ def export(
     return export_onnx(model, onnx, quantize=quantize, check=expand_paths([check]) if check else None,
                        calibrate=calibrate, method=method)
 
+# %% ../nbs/11_cli.ipynb #2b627e65
 @command
 def fit_folder(path, **options):
     "Train a classifier on your own class folders (class_name/*.jpg) and report accuracy on a held-out 15% of each."
@@ -250,6 +257,7 @@ def dashed(text: str) -> str:
     "Option names in `text` as the command line spells them: `--freeze_epochs` -> `--freeze-epochs`."
     return re.sub(r'--([a-z0-9]+(?:_[a-z0-9]+)+)', lambda m: '--' + m[1].replace('_', '-'), text)
 
+# %% ../nbs/11_cli.ipynb #7de4d0c9
 def parser(f, prog):
     "fastcore's parser of the command `f`, showing dashed options; `--freeze-epochs` and `--freeze_epochs` both work."
     if hasattr(f, 'parser'): return f.parser(prog)                 # (a config parser knows both spellings itself)
@@ -259,11 +267,13 @@ def parser(f, prog):
     p.error = lambda msg: error(dashed(msg))
     return p
 
+# %% ../nbs/11_cli.ipynb #24654f14
 def undashed(argv: list) -> list:
     "Options spelled with dashes, as the parser knows them (with underscores); values are left alone."
     return [re.sub(r'^--[a-z0-9-]+', lambda m: m[0][:2] + m[0][2:].replace('-', '_'), a) if a.startswith('--') else a
             for a in argv]
 
+# %% ../nbs/11_cli.ipynb #1c51b3b2
 def main(argv=None):
     "Entry point of the `recyclenet` console script: run `recyclenet COMMAND [options]`."
     argv = sys.argv[1:] if argv is None else list(argv)

@@ -41,6 +41,7 @@ def colour_cast(img, severity=3, seed=0) -> np.ndarray:
     gains = 1 + k*np.cos(th - np.array([0, 2*np.pi/3, 4*np.pi/3]))
     return to_uint8(img.astype(np.float32)*gains.astype(np.float32))
 
+# %% ../nbs/09_robustness.ipynb #ced38d65
 def low_light(img, severity=3, seed=0, photons=300.) -> np.ndarray:
     "Dim light: linear brightness down to `b`, then sensor shot noise (Poisson) and read noise (Gaussian)."
     b = severity_level([0.3, 0.2, 0.12, 0.07, 0.04], severity)
@@ -49,6 +50,7 @@ def low_light(img, severity=3, seed=0, photons=300.) -> np.ndarray:
     noisy = rng.poisson(lin*photons)/photons + rng.normal(0, 0.002*severity, img.shape)
     return to_uint8(np.clip(noisy, 0, 1)**(1/2.2)*255)
 
+# %% ../nbs/09_robustness.ipynb #fdc205ee
 def motion_blur(img, severity=3, seed=0) -> np.ndarray:
     "Camera or hand shake: a line kernel of random angle, its length a share of the image's larger side."
     n = max(3, round(severity_level([0.015, 0.025, 0.04, 0.06, 0.08], severity)*max(img.shape[:2])))
@@ -59,6 +61,7 @@ def motion_blur(img, severity=3, seed=0) -> np.ndarray:
     cv2.line(k, p(c - dx, c - dy), p(c + dx, c + dy), 1., 1, cv2.LINE_AA, 4)
     return cv2.filter2D(img, -1, k/k.sum(), borderType=cv2.BORDER_REFLECT)
 
+# %% ../nbs/09_robustness.ipynb #d2a6f6e5
 def defocus_blur(img, severity=3, seed=0) -> np.ndarray:
     "Out of focus: a disc kernel (the lens's aperture) of radius a share of the larger side, jittered by the seed."
     r = (severity_level([0.006, 0.01, 0.016, 0.024, 0.032], severity)*max(img.shape[:2])*
@@ -68,6 +71,7 @@ def defocus_blur(img, severity=3, seed=0) -> np.ndarray:
     k = np.clip(max(r, 1) + 0.5 - np.hypot(x, y), 0, 1).astype(np.float32)   # an anti-aliased disc of radius r
     return cv2.filter2D(img, -1, k/k.sum(), borderType=cv2.BORDER_REFLECT)
 
+# %% ../nbs/09_robustness.ipynb #8d731fd6
 def jpeg(img, severity=3, seed=0) -> np.ndarray:
     ("Strong JPEG compression (a cheap webcam or a chat app), quality jittered and the 8x8 block grid shifted by the "
      "seed.")
@@ -79,6 +83,7 @@ def jpeg(img, severity=3, seed=0) -> np.ndarray:
     ok, buf = cv2.imencode('.jpg', padded[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, q])
     return np.ascontiguousarray(cv2.imdecode(buf, cv2.IMREAD_COLOR)[dy:, dx:, ::-1])
 
+# %% ../nbs/09_robustness.ipynb #712d26f1
 def rotate_perspective(img, severity=3, seed=0) -> np.ndarray:
     "A tilted camera: rotation by up to `deg` degrees and a perspective warp moving each corner up to `p` of the size."
     deg, p = severity_level([(10, 0.03), (20, 0.05), (30, 0.08), (40, 0.1), (50, 0.12)], severity)
@@ -111,6 +116,7 @@ def hand_mask(h, w, centre, angle, width) -> np.ndarray:
     cv2.line(m, pt(palm), pt(palm - d*4*max(h, w)), 1, max(1, int(width*0.8)))   # forearm, out of the frame
     return m.astype(bool)
 
+# %% ../nbs/09_robustness.ipynb #97e668ad
 def hand(img, severity=3, seed=0, mask=None) -> np.ndarray:
     ("A hand (random skin tone, direction and place) reaching into the frame, its fingertips over the object, with a "
      "soft shadow.")
@@ -153,6 +159,7 @@ def apply_shift(img, shift, severity=None, seed=0, mask=None) -> np.ndarray:
     if mask is not None and _takes_mask(f): kw['mask'] = mask
     return f(img, seed=seed, **kw)
 
+# %% ../nbs/09_robustness.ipynb #1b990418
 def _shift_list(shifts) -> dict:
     "`shifts` (None for all, names, or a dict name → function) as a dict name → function."
     if shifts is None: return dict(SHIFTS)
@@ -199,6 +206,7 @@ def as_classifier(model, backend='torch') -> Classifier:
         return Classifier(c, model=model.model.eval())
     raise TypeError(f"model must be a model file, a Classifier or a fastai Learner, not {type(model).__name__}.")
 
+# %% ../nbs/09_robustness.ipynb #98a902fb
 def eval_images(data, classes, split='test', config=None) -> pd.DataFrame:
     ("(file, label) of `split` of `data` (a path, 'sample', or a DataFrame with file and label), split as the model "
      "was trained.")
@@ -213,6 +221,7 @@ def eval_images(data, classes, split='test', config=None) -> pd.DataFrame:
     if unknown: raise ValueError(f"Labels {unknown} are not among the model's classes {classes}.")
     return df.reset_index(drop=True)
 
+# %% ../nbs/09_robustness.ipynb #ca1499bf
 def _pixels(clf, img) -> np.ndarray:
     "`img` cropped and resized as the model sees it, (3, h, w) uint8 (normalised later: keeps memory low)."
     return to_uint8(to_input(read_image(img), clf.size, ((0, 0, 0), (1/255,)*3), clf.resize))
@@ -236,6 +245,7 @@ def shifted_pixels(clf, files, shifts=None, severity=None, seed=0, progress=True
             out[name].append(_pixels(clf, apply_shift(img, s, severity, shift_seed(seed, name, i), mask)))
     return {k: np.stack(v) for k, v in out.items()}
 
+# %% ../nbs/09_robustness.ipynb #f95b4bff
 def _predict(clf, x, bs=64) -> np.ndarray:
     return np.concatenate([clf.probs(_normalise(clf, x[i:i+bs])).argmax(1) for i in range(0, len(x), bs)])
 
@@ -283,6 +293,7 @@ def summarise(df) -> str:
             f"mean over {len(s)} shifts {100*s.accuracy.mean():.1f}%; "
             f"hardest: {w['shift']} {100*w.accuracy:.1f}%")
 
+# %% ../nbs/09_robustness.ipynb #c4f541eb
 def plot_robustness(df, ax=None, title=None):
     "Seaborn bar plot of accuracy per shift, the clean accuracy as a dashed line, the mean over shifts dotted."
     import matplotlib.pyplot as plt, seaborn as sns
