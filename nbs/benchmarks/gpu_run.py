@@ -21,7 +21,7 @@ one uint8 tensor on the GPU; fastai's batch transforms (flip, rotate, zoom, warp
 H200 never waits for a CPU. Each training run is a process of its own, several share the GPU, and every result
 is written as soon as it exists: a run cut short by its time budget still returns what finished.
 """
-import argparse, json, os, subprocess, sys, tempfile, time
+import argparse, json, os, shutil, subprocess, sys, tempfile, time
 from datetime import date
 from pathlib import Path
 
@@ -260,22 +260,22 @@ class Schedule:
 
 def job(spec: dict, pack_dir, result):
     "The subprocess: one training run (or the timing run), its result as JSON in `result`."
-    if spec['kind'] == 'timing': r = timing_run(spec, pack_dir)
+    if spec['kind'] == 'timing': r = timing_run(spec, pack_dir, Path(result).parent)
     else: r = train_run(spec, pack_dir, Path(result).parent)
     Path(result).write_text(json.dumps(r))
 
-def timing_run(spec, pack_dir) -> dict:
-    "Seconds per epoch with the GPU to itself, after one warm-up epoch, for the two recipes of this run."
+def timing_run(spec, pack_dir, work) -> dict:
+    "Seconds per epoch with the GPU to itself, after one warm-up epoch, for the two recipes of this run (runs in `work`)."
     rows, ft = [], spec['arch'].replace('efficientnet_', '')
     n_train = (pd.read_csv(Path(pack_dir)/'photos.csv').split == 'train').sum()
     for name, s in ((f'{ft}-ours-finetune', dict(kind='finetune', arch=spec['arch'], attention='ours', lr=1e-3)),
                     ('resnet18-none-scratch', dict(kind='scratch', arch='resnet18', attention=None, lr=SCRATCH_LR))):
-        r = train_run(dict(spec, **s, name=name, test=False), pack_dir, tempfile.mkdtemp())
+        r = train_run(dict(spec, **s, name=name, test=False), pack_dir, tempfile.mkdtemp(dir=work))
         secs = [h['seconds'] for h in r['history']][FREEZE_EPOCHS + 1 if s['kind'] == 'finetune' else 1:]
         rows.append(dict(name=name, epoch_s=round(sum(secs)/len(secs), 2), img_per_s=round(n_train*len(secs)/sum(secs)),
                          epochs_timed=len(secs), size=spec.get('size', SIZE), bs=spec.get('bs', BS)))
     prof = train_run(dict(spec, kind='scratch', arch='resnet18', attention=None, lr=SCRATCH_LR, name='profile', epochs=1,
-                          profile=True), pack_dir, tempfile.mkdtemp())     # where an epoch's time goes
+                          profile=True), pack_dir, tempfile.mkdtemp(dir=work))     # where an epoch's time goes
     return dict(row=dict(name='timing', timing=rows, profile=prof['row']['profile']), history=[])
 
 def planned_epochs(epoch_s, seconds, most=SCRATCH_EPOCHS) -> int:
@@ -323,6 +323,7 @@ def run(pack_dir, out, budget=330, workers=None, smoke=False, candidates=None):
     sched.stop()
     write_tables(sched, ft, finals, cand, ab, out)
     sched.say('finished' if not sched.pending else f'budget spent; not run: {[s["name"] for s in sched.pending]}')
+    shutil.rmtree(sched.work, ignore_errors=True)      # (the runs' models and logs: their results are in `out` now)
     return out
 
 def write_tables(sched, ft, finals, cand, ab, out):
