@@ -234,6 +234,14 @@ def record(driver, c):
     assert js(in_row(c, "r.querySelectorAll('.rn-thumbs img').length")) > 0
 
 
+def open_teacher(chromium, lab, scene, name, snaps, runs, base=None):
+    "Notebook `name` showing a `WebcamSorter` that collects into `snaps` and trains (the folder probe) into `runs`."
+    return open_notebook(chromium, lab, scene['clip'], name,
+        'from recyclenet.config import RunConfig, FOLDER_DEFAULTS\nfrom recyclenet.webcam import WebcamSorter\n'
+        f'w = WebcamSorter(snapshot_dir={str(snaps)!r}, base={str(base) if base else None!r}, '
+        f'cfg=RunConfig(**{{**FOLDER_DEFAULTS, "size": {SIZE}, "out": {str(runs)!r}}}), max_fps=0)\nw')
+
+
 def trained(driver, lab, wait_s=120) -> str:
     "Press Train and wait for the widget to say it trained and sorts; its status line."
     from selenium.webdriver.common.by import By
@@ -258,10 +266,7 @@ def test_teach_two_classes_from_the_fake_camera(chromium, scene, lab, tmp_path):
     from recyclenet.webcam import MIN_PHOTOS
 
     snaps, classes = tmp_path/'teach', ['jars', 'tins']
-    driver = open_notebook(chromium, lab, scene['clip'], 'teach.ipynb',
-        'from recyclenet.config import RunConfig, FOLDER_DEFAULTS\nfrom recyclenet.webcam import WebcamSorter\n'
-        f'w = WebcamSorter(snapshot_dir={str(snaps)!r}, cfg=RunConfig(**{{**FOLDER_DEFAULTS, "size": {SIZE}, '
-        f'"out": {str(tmp_path/"runs")!r}}}), max_fps=0)\nw')
+    driver = open_teacher(chromium, lab, scene, 'teach.ipynb', snaps, tmp_path/'runs')
     js, find = driver.execute_script, driver.find_element
     try:
         wait = camera_on(driver)
@@ -295,10 +300,7 @@ def test_add_a_class_beside_a_base_models_classes(chromium, scene, lab, tmp_path
     from selenium.webdriver.common.by import By
 
     snaps, runs = tmp_path/'keep', tmp_path/'runs'
-    driver = open_notebook(chromium, lab, scene['clip'], 'keep.ipynb',
-        'from recyclenet.config import RunConfig, FOLDER_DEFAULTS\nfrom recyclenet.webcam import WebcamSorter\n'
-        f'w = WebcamSorter(snapshot_dir={str(snaps)!r}, base={str(scene["model"])!r}, '
-        f'cfg=RunConfig(**{{**FOLDER_DEFAULTS, "size": {SIZE}, "out": {str(runs)!r}}}), max_fps=0)\nw')
+    driver = open_teacher(chromium, lab, scene, 'keep.ipynb', snaps, runs, base=scene['model'])
     js, find = driver.execute_script, driver.find_element
     try:
         camera_on(driver)
