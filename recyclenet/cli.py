@@ -181,7 +181,8 @@ def export(
     onnx:str=None,                  # Output .onnx file (default: beside the model)
     quantize:bool=False,            # Also quantise to int8 (static, calibrated on photos)
     check:str=None,                 # Folder of photos to check the export on (default: the bundled sample)
-    calibrate:str=None,             # Folder of photos to calibrate int8 on, ideally 100-200 training photos (default: the bundled sample)
+    # Folder of photos to calibrate int8 on, ideally 100-200 training photos (default: the bundled sample)
+    calibrate:str=None,
     method:one_of('int8 calibration: minmax, percentile or entropy', 'minmax', 'percentile', 'entropy')='minmax',
 ):
     "Export a trained model to ONNX (attention included) and print its largest difference from PyTorch on real photos."
@@ -209,7 +210,9 @@ def report(
     model:str,              # model.pth written by `recyclenet train`
     data:str=None,          # TrashNet folder, zip or zip URL, or 'sample' (default: $RECYCLENET_DATA, else 'sample')
     split:one_of('train, valid or test', *SPLITS)='test',
-    out:str=None,           # Output folder (default: the model's run folder, e.g. runs/recyclenet/test): confusion_matrix.png, per_class.csv, most_confused.png, report.md, report.json
+    # Output folder (default: the model's run folder, e.g. runs/recyclenet/test): confusion_matrix.png,
+    # per_class.csv, most_confused.png, report.md, report.json
+    out:str=None,
     force:bool=False,       # Overwrite the report of another model, dataset or split in --out
     bs:int=64,              # Batch size
 ):
@@ -225,7 +228,8 @@ def robustness(
     model:str,              # model.pth written by `recyclenet train`, or a .onnx export
     data:str=None,          # TrashNet folder, zip or zip URL, or 'sample' (default: $RECYCLENET_DATA, else 'sample')
     split:one_of('train, valid or test', *SPLITS)='test',
-    out:str=None,           # Output folder (default: robustness/ in the model's run folder): robustness.csv, robustness.png
+    # Output folder (default: robustness/ in the model's run folder): robustness.csv, robustness.png
+    out:str=None,
     shifts:Param(f"comma-separated shift names (default: all): {', '.join(SHIFT_NAMES)}", str)=None,
     severity:int=None,      # 1 (mild) to 5 (harsh) for every shift (default: each shift's own, 3)
     seed:int=0,             # Seed of the shifts
