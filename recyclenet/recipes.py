@@ -16,9 +16,9 @@ from fastai.callback.channelslast import ChannelsLast
 from fastai.callback.fp16 import MixedPrecision
 
 # %% auto #0
-__all__ = ['PROBE_CS', 'step_schedule', 'mix_callbacks', 'fit_recyclenet', 'paper_sgd', 'plot_history', 'body_stages',
-           'trunk_depth', 'overlapped', 'cpu_engine', 'cache_features', 'CachedViews', 'FromStage', 'later_params',
-           'cached_learner', 'probe_weights', 'probe_rows', 'fit_probe']
+__all__ = ['CUT_STRIDE', 'PROBE_CS', 'step_schedule', 'mix_callbacks', 'fit_recyclenet', 'paper_sgd', 'plot_history',
+           'body_stages', 'trunk_depth', 'overlapped', 'cpu_engine', 'cache_features', 'CachedViews', 'FromStage',
+           'later_params', 'cached_learner', 'probe_weights', 'probe_rows', 'fit_probe']
 
 # %% ../nbs/04_recipes.ipynb #5e64bebd
 def step_schedule(lr, n_epoch, every=40, gamma=0.1):
@@ -139,19 +139,23 @@ def body_stages(model: RecycleNet) -> list[nn.Module]:
     return list(b.children())                                       # torchvision ResNet and MobileNetV2 bodies
 
 # %% ../nbs/04_recipes.ipynb #9ac211b9
-def trunk_depth(model: RecycleNet, stride=16, size=64) -> int:
-    "Number of backbone stages up to the first whose output is at 1/`stride` of the input's resolution."
+CUT_STRIDE = 32                         # the cached recipe freezes the stages up to the first map at 1/32
+
+def trunk_depth(model: RecycleNet, stride=CUT_STRIDE, size=64) -> int:
+    ("Number of backbone stages up to the first whose output is at 1/`stride` of the input's resolution (at twice that "
+     "resolution where that stage is the last: one must be left to train).")
     stages = body_stages(model)
     x = torch.rand(2, 3, size, size, device=next(model.parameters()).device)
     was = model.training; model.eval()
     try:
         with torch.no_grad():
-            ref, depth = model.body(x), None
+            ref, first = model.body(x), {}
             for i, s in enumerate(stages):
-                x = s(x)
-                if depth is None and size // x.shape[-1] >= stride: depth = i + 1
+                x = s(x); first.setdefault(size // x.shape[-1], i + 1)     # (reduction: stages up to its first map)
     finally: model.train(was)
-    if x.shape != ref.shape or not torch.allclose(x, ref, atol=1e-4) or depth is None or depth == len(stages):
+    depth = first.get(stride)
+    if depth == len(stages): depth = first.get(stride // 2)
+    if x.shape != ref.shape or not torch.allclose(x, ref, atol=1e-4) or depth in (None, len(stages)):
         raise ValueError(f"recipe='cached' cannot cut the {model.config['arch']} backbone into stages: "
                          "use recipe='one-cycle'.")
     return depth
@@ -232,7 +236,7 @@ def later_params(m: FromStage) -> list:
             list(m.module.attention.parameters()) + list(m.module.head.parameters())]
 
 # %% ../nbs/04_recipes.ipynb #4dec3130
-def cached_learner(learn, views=8, stride=16) -> Learner:
+def cached_learner(learn, views=8, stride=CUT_STRIDE) -> Learner:
     ("A `Learner` that trains `learn.model`'s later stages, attention and head on cached outputs of its frozen first "
      "stages.")
     model = learn.model
