@@ -62,7 +62,7 @@ def _broadcast_lr(lr) -> float:
     return obj[0]
 
 # %% ../nbs/06_train.ipynb #8ee568d3
-CPU_S_PER_CACHED_VIEW, CPU_S_PER_PHOTO_EPOCH = 0.018, 0.016   # seconds on 2 cores: README command 1, 6.5 + 14 of 21 min
+CPU_S_PER_CACHED_VIEW, CPU_S_PER_PHOTO_EPOCH = 0.026, 0.006   # seconds on 2 cores: README command 1, 9.4 + 5.3 of 14.7 min
 
 def run_dir(out, exist_ok=False) -> Path:
     "`out`, or `out2`, `out3`… if `out` holds an earlier run (model, results or checkpoints), unless `exist_ok`."
