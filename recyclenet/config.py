@@ -13,6 +13,7 @@ __all__ = ['CHOICES', 'RECIPE_DEFAULTS', 'FOLDER_DEFAULTS', 'opt', 'RunConfig', 
 
 # %% ../nbs/05_config.ipynb #d0b6c578
 CHOICES = dict(attention=('auto', 'ours', 'se', 'cbam', 'none'), kind=('c', 's', 'cs'), combine=('sum', 'mul', 'max'),
+               gate=('conv', 'bn'),
                recipe=('auto', 'cached', 'one-cycle', 'probe', 'paper'), mix=('auto', 'cutmix', 'mixup', 'none'),
                keep=('last', 'best'), resize=('crop', 'squish'), aug=('webcam', 'low', 'mid', 'high', 'none'),
                split=('official', 'random'))
@@ -32,6 +33,8 @@ class RunConfig:
     attention: str | None = opt('auto', "ours (RecycleNet's), se, cbam or none; auto: ours (none for the probe)")
     kind: str = opt('cs', 'Gates of ours: c (channel), s (spatial) or cs (both)')
     combine: str = opt('sum', 'How ours combines its gates: sum, mul or max')
+    gate: str = opt('conv', "Spatial gate of ours: conv (RecycleNet's) or bn (replicate padding, "
+                            "BatchNorm on its logit)")
     pretrained: bool = opt(True, 'Start from ImageNet weights (--no-pretrained or --scratch: from scratch)')
     weights: str | None = opt(None, 'Local ImageNet weights file for the backbone (offline)')
     base: str | None = opt(None, 'A RecycleNet model.pth to start from: '

@@ -83,11 +83,12 @@ def add_normalize(dls, stats):
 
 # %% ../nbs/03_learner.ipynb #2f6d955b
 def recyclenet_learner(dls, arch='efficientnet_lite0', attention=None, pretrained=True, weights=None, kind='cs',
-                       combine='sum', dropout=0., loss_func=None, label_smoothing=0., opt_func=Adam,
+                       combine='sum', dropout=0., gate='conv', loss_func=None, label_smoothing=0., opt_func=Adam,
                        metrics=(accuracy, error_rate), path='.', cbs=None, channels_last=None,
                        **kwargs) -> RecycleLearner:
     "A `RecycleLearner` for a `recyclenet_model` on `dls`, frozen if `pretrained`, fast on GPU and CPU."
-    model = recyclenet_model(arch, attention, len(dls.vocab), pretrained, weights, kind, combine, dropout=dropout)
+    model = recyclenet_model(arch, attention, len(dls.vocab), pretrained, weights, kind, combine, dropout=dropout,
+                             gate=gate)
     add_normalize(dls, model.stats)                                 # (the model file records the stats it trained with)
     loss_func = loss_func or (LabelSmoothingCrossEntropyFlat(eps=label_smoothing) if label_smoothing
                               else CrossEntropyLossFlat())
@@ -176,7 +177,8 @@ def _plain(x):
 def check_config(saved, current, fn):
     ("Raise a clear error if the checkpoint `fn` was made for another model, other classes, or other data (seed, "
      "split, size).")
-    for k in ('arch', 'attention', 'kind', 'combine', 'classes', 'seed', 'split', 'pct', 'size', 'resize'):
+    saved, current = ({'gate': 'conv', **c} for c in (saved, current))   # (configs from before `gate`: RecycleNet's)
+    for k in ('arch', 'attention', 'kind', 'combine', 'gate', 'classes', 'seed', 'split', 'pct', 'size', 'resize'):
         if _plain(saved.get(k)) != _plain(current.get(k)):
             raise ValueError(f"{fn} was saved for {k}={saved.get(k)!r}, but this model has {k}={current.get(k)!r}.")
 

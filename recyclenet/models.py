@@ -13,11 +13,11 @@ from .data import CLASSES, sha256sum, split_files
 from fastai.vision.all import Module, imagenet_stats, default_device
 
 # %% auto #0
-__all__ = ['COMBINE', 'BLOCK_ATTENTION', 'TORCHVISION_ARCHS', 'LITE_ARCHS', 'ARCHS', 'ATTENTIONS', 'PAPER_PARAMS', 'GATE_RANGE',
-           'ChannelGate', 'SpatialGate', 'AttentionModule', 'se_block', 'cbam_block', 'add_block_attention',
-           'RecycleNet', 'offline_weights', 'pickled_imports', 'load_torch_file', 'read_state_dict', 'load_weights',
-           'recyclenet_model', 'n_params', 'param_table', 'spatial_gate', 'attention_overlay', 'atomic_save',
-           'provenance', 'save_model_file', 'load_model_file']
+__all__ = ['COMBINE', 'GATES', 'BLOCK_ATTENTION', 'TORCHVISION_ARCHS', 'LITE_ARCHS', 'ARCHS', 'ATTENTIONS', 'PAPER_PARAMS',
+           'GATE_RANGE', 'ChannelGate', 'SpatialGate', 'AttentionModule', 'se_block', 'cbam_block',
+           'add_block_attention', 'RecycleNet', 'offline_weights', 'pickled_imports', 'load_torch_file',
+           'read_state_dict', 'load_weights', 'recyclenet_model', 'n_params', 'param_table', 'spatial_gate',
+           'attention_overlay', 'atomic_save', 'provenance', 'save_model_file', 'load_model_file']
 
 # %% ../nbs/02_models.ipynb #e05d8d4a
 class ChannelGate(Module):
@@ -33,11 +33,12 @@ class ChannelGate(Module):
 
 class SpatialGate(Module):
     ("x · σ(conv7x7(x)): one weight per position. RecycleNet convolves all C channels; CBAM (`pooled`) the channel "
-     "max and mean.")
-    def __init__(self, ch, kernel=7, pooled=False):
+     "max and mean. `norm`: pad by repeating the border and put a BatchNorm on the logit, as `gate='bn'` does.")
+    def __init__(self, ch, kernel=7, pooled=False, norm=False):
         self.pooled = pooled
-        conv = nn.Conv2d(2 if pooled else ch, 1, kernel, padding=kernel//2, bias=not pooled)
-        self.conv = nn.Sequential(conv, nn.BatchNorm2d(1)) if pooled else conv
+        conv = nn.Conv2d(2 if pooled else ch, 1, kernel, padding=kernel//2, bias=not (pooled or norm),
+                         padding_mode='replicate' if norm else 'zeros')
+        self.conv = nn.Sequential(conv, nn.BatchNorm2d(1)) if pooled or norm else conv
         self.att = nn.Sigmoid()
     def forward(self, x):
         z = torch.cat([x.amax(1, keepdim=True), x.mean(1, keepdim=True)], 1) if self.pooled else x
@@ -45,16 +46,19 @@ class SpatialGate(Module):
 
 # %% ../nbs/02_models.ipynb #1a9f1cb6
 COMBINE = {'sum': torch.add, 'mul': torch.mul, 'max': torch.maximum}
+GATES = ('conv', 'bn')                                 # RecycleNet's spatial gate; with replicate padding and BatchNorm
 
 class AttentionModule(Module):
-    "RecycleNet's attention on a C-channel feature map: channel (`c`) and/or spatial (`s`) gates, combined."
-    def __init__(self, ch, kind='cs', combine='sum', reduction=16):
+    ("RecycleNet's attention on a C-channel feature map: channel (`c`) and/or spatial (`s`) gates, combined; the "
+     "spatial gate as RecycleNet has it (`gate='conv'`) or normalised (`'bn'`).")
+    def __init__(self, ch, kind='cs', combine='sum', reduction=16, gate='conv'):
         if kind not in ('c', 's', 'cs'):
             raise ValueError(f"kind={kind!r}: use 'c' (channel), 's' (spatial) or 'cs' (both).")
         if combine not in COMBINE: raise ValueError(f"combine={combine!r}: use one of {', '.join(COMBINE)}.")
+        if gate not in GATES: raise ValueError(f"gate={gate!r}: use 'conv' (RecycleNet's) or 'bn' (normalised).")
         self.kind, self.combine = kind, combine
         self.channel = ChannelGate(ch, reduction) if 'c' in kind else None
-        self.spatial = SpatialGate(ch) if 's' in kind else None
+        self.spatial = SpatialGate(ch, norm=gate == 'bn') if 's' in kind else None
     def forward(self, x):
         if self.kind == 'c': return self.channel(x)
         if self.kind == 's': return self.spatial(x)
@@ -202,7 +206,7 @@ def _split_body(arch, m):
     return m, m.num_features
 
 def recyclenet_model(arch='resnet50', attention=None, n_out=len(CLASSES), pretrained=True, weights=None,
-                     kind='cs', combine='sum', reduction=16, dropout=0.) -> RecycleNet:
+                     kind='cs', combine='sum', reduction=16, dropout=0., gate='conv') -> RecycleNet:
     "A `RecycleNet` classifier: `arch` backbone, optional `attention` ('ours', 'se', 'cbam'), `n_out` classes."
     if attention not in ATTENTIONS: raise ValueError(f"attention={attention!r}: use None, 'ours', 'se' or 'cbam'.")
     m, stats = _imagenet_model(arch, pretrained, weights)
@@ -211,10 +215,10 @@ def recyclenet_model(arch='resnet50', attention=None, n_out=len(CLASSES), pretra
             raise ValueError(f"attention={attention!r} goes inside residual blocks: use a resnet, not {arch}.")
         add_block_attention(m, attention, reduction)
     body, ch = _split_body(arch, m)
-    att = AttentionModule(ch, kind, combine, reduction) if attention == 'ours' else nn.Identity()
+    att = AttentionModule(ch, kind, combine, reduction, gate) if attention == 'ours' else nn.Identity()
     head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(ch, n_out))
     config = dict(arch=arch, attention=attention, n_out=n_out, kind=kind, combine=combine, reduction=reduction,
-                  dropout=dropout)
+                  dropout=dropout, gate=gate)
     return RecycleNet(body, att, head, stats, config)
 
 # %% ../nbs/02_models.ipynb #591b5be3
@@ -293,9 +297,9 @@ def load_model_file(fn, device=None) -> RecycleNet:
     if not isinstance(ck, dict) or 'config' not in ck or 'model' not in ck:
         raise ValueError(f"{fn} is not a RecycleNet model file (no config): use the model.pth written by "
                          "`recyclenet train`.")
-    c = ck['config']
+    c = {'gate': 'conv', **ck['config']}                  # (files from before `gate`: RecycleNet's)
     m = recyclenet_model(c['arch'], c['attention'], len(c['classes']), pretrained=False, kind=c['kind'],
-                         combine=c['combine'], reduction=c['reduction'], dropout=c.get('dropout', 0.))
+                         combine=c['combine'], reduction=c['reduction'], dropout=c.get('dropout', 0.), gate=c['gate'])
     try: m.load_state_dict(ck['model'])
     except RuntimeError as e:
         raise ValueError(f"Model file {fn} does not match its own config ({str(e).splitlines()[0]}).") from None

@@ -126,7 +126,8 @@ def from_base(c: RunConfig) -> tuple[RunConfig, torch.nn.Module]:
         raise ValueError(f"base={c.base!r} is a trained model whose features a probe reads: "
                          f"use recipe='probe', not {c.recipe!r}.")
     base = load_model_file(c.base, 'cpu')
-    same = {k: base.config[k] for k in ('arch', 'attention', 'kind', 'combine', 'size', 'resize') if k in base.config}
+    same = {k: base.config[k] for k in ('arch', 'attention', 'kind', 'combine', 'gate', 'size', 'resize')
+            if k in base.config}
     return dataclasses.replace(c, base=str(c.base), pretrained=True, weights=None, **same), base
 
 # %% ../nbs/06_train.ipynb #f21d549f
@@ -167,7 +168,7 @@ def train(cfg: RunConfig | None = None, **overrides) -> Learner:
     if not rank: print(plan(c, df.split.value_counts(), out), flush=True)
     dls = trashnet_dls(path, split=df, size=c.size, bs=c.bs, aug=c.aug, resize=c.resize, seed=c.seed, classes=vocab)
     learn = recyclenet_learner(dls, c.arch, c.attention, c.pretrained and not base, c.weights, c.kind, c.combine,
-                               label_smoothing=c.label_smoothing, path=out,
+                               gate=c.gate, label_smoothing=c.label_smoothing, path=out,
                                opt_func=paper_sgd if c.recipe == 'paper' else Adam)
     if base: start_from(learn, base, c.base, c.keep_classes)
     learn.config.update(dataclasses.asdict(c), data=str(path), classes=vocab, pct=list(pct), processes=world,

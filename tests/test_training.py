@@ -129,6 +129,19 @@ def test_cli_train_defaults_to_the_robust_recipe(tmp_path):
     assert all(torch.equal(v, last[k]) for k, v in kept.items())           # model.pth holds the final epoch's weights
 
 
+def test_cli_bn_gate_is_saved_and_checked_on_resume(tmp_path):
+    "`--gate bn` trains the normalised spatial gate, model.pth rebuilds it, and resuming with the paper's gate is refused."
+    args = ('--data', 'sample', '--arch', 'resnet18', '--scratch', '--attention', 'ours', '--epochs', '1', '--size', '32',
+            '--bs', '16', '--out', str(tmp_path))
+    r = cli('train', *args, '--gate', 'bn')
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = load_model_file(tmp_path/'model.pth', 'cpu')
+    assert m.config['gate'] == 'bn' and isinstance(m.attention.spatial.conv[1], torch.nn.BatchNorm2d)
+    assert m.attention.spatial.conv[0].padding_mode == 'replicate'
+    r = cli('train', *args, '--epochs', '2', '--resume')                # (the default gate: conv)
+    assert r.returncode != 0 and "saved for gate='bn', but this model has gate='conv'" in r.stderr, r.stderr[-2000:]
+
+
 def test_webcam_clutter_is_training_photos_only(tmp_path):
     "The objects strewn behind a photo come from the training split: never a photo the model is validated or tested on."
     learn = train(data='sample', recipe='one-cycle', epochs=0, freeze_epochs=0, size=32, bs=16, aug='webcam', pretrained=False, out=tmp_path, export_pkl=False)
