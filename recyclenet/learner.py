@@ -13,7 +13,7 @@ from fastai.imports import noop                                    # (fastai's o
 from .data import SPLITS, SPLIT_PCT, get_trashnet, live_output
 from .augment import trashnet_dls
 from .models import (recyclenet_model, ChannelGate, SpatialGate, RecycleNet, atomic_save, load_model_file,
-                               load_torch_file, attention_overlay, GATE_RANGE)
+                               load_torch_file, attention_overlay, GATE_RANGE, OLD_CONFIG)
 from fastai.vision.all import (Learner, DataLoaders, Callback, Normalize, accuracy, error_rate, Adam,
                                CrossEntropyLossFlat, LabelSmoothingCrossEntropyFlat, hook_outputs, rank_distrib)
 from fastai.callback.channelslast import ChannelsLast
@@ -177,7 +177,7 @@ def _plain(x):
 def check_config(saved, current, fn):
     ("Raise a clear error if the checkpoint `fn` was made for another model, other classes, or other data (seed, "
      "split, size).")
-    saved, current = ({'gate': 'conv', **c} for c in (saved, current))   # (configs from before `gate`: RecycleNet's)
+    saved, current = ({**OLD_CONFIG, **c} for c in (saved, current))
     for k in ('arch', 'attention', 'kind', 'combine', 'gate', 'classes', 'seed', 'split', 'pct', 'size', 'resize'):
         if _plain(saved.get(k)) != _plain(current.get(k)):
             raise ValueError(f"{fn} was saved for {k}={saved.get(k)!r}, but this model has {k}={current.get(k)!r}.")

@@ -13,8 +13,8 @@ from .data import CLASSES, sha256sum, split_files
 from fastai.vision.all import Module, imagenet_stats, default_device
 
 # %% auto #0
-__all__ = ['COMBINE', 'GATES', 'BLOCK_ATTENTION', 'TORCHVISION_ARCHS', 'LITE_ARCHS', 'ARCHS', 'ATTENTIONS', 'PAPER_PARAMS',
-           'GATE_RANGE', 'ChannelGate', 'SpatialGate', 'AttentionModule', 'se_block', 'cbam_block',
+__all__ = ['COMBINE', 'GATES', 'OLD_CONFIG', 'BLOCK_ATTENTION', 'TORCHVISION_ARCHS', 'LITE_ARCHS', 'ARCHS', 'ATTENTIONS',
+           'PAPER_PARAMS', 'GATE_RANGE', 'ChannelGate', 'SpatialGate', 'AttentionModule', 'se_block', 'cbam_block',
            'add_block_attention', 'RecycleNet', 'offline_weights', 'pickled_imports', 'load_torch_file',
            'read_state_dict', 'load_weights', 'recyclenet_model', 'n_params', 'param_table', 'spatial_gate',
            'attention_overlay', 'atomic_save', 'provenance', 'save_model_file', 'load_model_file']
@@ -47,6 +47,7 @@ class SpatialGate(Module):
 # %% ../nbs/02_models.ipynb #1a9f1cb6
 COMBINE = {'sum': torch.add, 'mul': torch.mul, 'max': torch.maximum}
 GATES = ('conv', 'bn')                                 # RecycleNet's spatial gate; with replicate padding and BatchNorm
+OLD_CONFIG = dict(gate='conv')                         # what a model config saved before these fields existed had
 
 class AttentionModule(Module):
     ("RecycleNet's attention on a C-channel feature map: channel (`c`) and/or spatial (`s`) gates, combined; the "
@@ -297,7 +298,7 @@ def load_model_file(fn, device=None) -> RecycleNet:
     if not isinstance(ck, dict) or 'config' not in ck or 'model' not in ck:
         raise ValueError(f"{fn} is not a RecycleNet model file (no config): use the model.pth written by "
                          "`recyclenet train`.")
-    c = {'gate': 'conv', **ck['config']}                  # (files from before `gate`: RecycleNet's)
+    c = {**OLD_CONFIG, **ck['config']}
     m = recyclenet_model(c['arch'], c['attention'], len(c['classes']), pretrained=False, kind=c['kind'],
                          combine=c['combine'], reduction=c['reduction'], dropout=c.get('dropout', 0.), gate=c['gate'])
     try: m.load_state_dict(ck['model'])
