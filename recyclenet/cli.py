@@ -8,7 +8,7 @@ import argparse, contextlib, dataclasses, io, os, re, sys
 from pathlib import Path
 
 from fastcore.script import call_parse, anno_parser, Param
-from .config import RunConfig, CHOICES, FOLDER_DEFAULTS, field_help   # (light: no torch)
+from .config import RunConfig, CHOICES, FOLDER_DEFAULTS, ADAPT_DEFAULTS, field_help   # (light: no torch)
 import recyclenet                               # (the commands import torch, fastai and the chapters when they run:
                                                 #  `--help`, `--version` and a bad option answer at once)
 
@@ -19,7 +19,7 @@ if __name__ == '__main__' and Path(globals().get('__file__', '')).stem == 'cli':
 # %% auto #0
 __all__ = ['COMMANDS', 'SPLITS', 'SHIFT_NAMES', 'PARSERS', 'command', 'one_of', 'parse_size', 'parse_lr', 'parse_pct', 'data',
            'option_type', 'config_parser', 'train', 'write_run_reports', 'eval_', 'predict', 'export', 'fit_folder',
-           'report', 'robustness', 'dashed', 'parser', 'undashed', 'main']
+           'adapt', 'report', 'robustness', 'dashed', 'parser', 'undashed', 'main']
 
 # %% ../nbs/11_cli.ipynb #d38c9aeb
 COMMANDS = {}
@@ -94,10 +94,11 @@ def option_type(f: dataclasses.Field):
     return PARSERS.get(f.name) or {'bool': bool, 'int': int, 'float': float}.get(f.type.split(' |')[0], str)
 
 # %% ../nbs/11_cli.ipynb #eb6cb302
-def config_parser(prog, doc, defaults=None, skip=()) -> argparse.ArgumentParser:
-    ("A parser with one option per `RunConfig` field (its comment as help, `CHOICES` as choices), `defaults` "
-     "overriding the config's.")
+def config_parser(prog, doc, defaults=None, skip=(), args=None) -> argparse.ArgumentParser:
+    ("A parser with the positional `args` ({name: help}), then one option per `RunConfig` field (its comment as help, "
+     "`CHOICES` as choices), `defaults` overriding the config's.")
     p, helps = argparse.ArgumentParser(prog=prog, description=doc), field_help()
+    for name, help in (args or {}).items(): p.add_argument(name, help=help)
     for f in dataclasses.fields(RunConfig):
         if f.name in skip: continue
         default = f.default_factory() if f.default is dataclasses.MISSING else f.default
@@ -197,11 +198,21 @@ def fit_folder(path, **options):
     from recyclenet.train import fit_folder as fit
     return fit(path, RunConfig(**{**FOLDER_DEFAULTS, **options}))
 
-def _fit_folder_parser(prog):
-    p = config_parser(prog, fit_folder.__doc__, FOLDER_DEFAULTS, skip=('data', 'classes', 'split'))
-    p.add_argument('path', help='Folder with one subfolder of photos per class')
-    return p
-fit_folder.parser = _fit_folder_parser
+fit_folder.parser = lambda prog: config_parser(prog, fit_folder.__doc__, FOLDER_DEFAULTS,
+                                               skip=('data', 'classes', 'split'),
+                                               args=dict(path='Folder with one subfolder of photos per class'))
+
+# %% ../nbs/11_cli.ipynb #33bfce2f
+@command
+def adapt(model, photos, **options):
+    "Fine-tune a trained model on a few photos from your own camera (class_name/*.jpg), keeping what it knew."
+    from recyclenet.train import adapt as adapt_run
+    return adapt_run(model, photos, RunConfig(**{**ADAPT_DEFAULTS, **options}))
+
+adapt.parser = lambda prog: config_parser(
+    prog, adapt.__doc__, ADAPT_DEFAULTS, skip=('base', 'adapt', 'keep_classes', 'classes', 'split', 'pct'),
+    args=dict(model='model.pth written by `recyclenet train`',
+              photos="Folder with a subfolder of your photos for some of the model's classes"))
 
 # %% ../nbs/11_cli.ipynb #32ac533f
 @command

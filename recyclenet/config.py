@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['CHOICES', 'RECIPE_DEFAULTS', 'FOLDER_DEFAULTS', 'opt', 'RunConfig', 'field_help', 'check_choices']
+__all__ = ['CHOICES', 'RECIPE_DEFAULTS', 'FOLDER_DEFAULTS', 'ADAPT_DEFAULTS', 'opt', 'RunConfig', 'field_help', 'check_choices']
 
 # %% ../nbs/05_config.ipynb #d0b6c578
 CHOICES = dict(attention=('auto', 'ours', 'se', 'cbam', 'none'), kind=('c', 's', 'cs'), combine=('sum', 'mul', 'max'),
@@ -41,6 +41,10 @@ class RunConfig:
                                  'its trained backbone and attention (recipe probe)')
     keep_classes: bool = opt(False, "With base: keep its classes and their head rows; "
                                     "the probe learns rows for new ones")
+    adapt: str | None = opt(None, "With base: a folder of your own photos, one subfolder per class of the base, to "
+                                  "fine-tune it on; the train photos of data come along")
+    own_share: float = opt(0.25, "With adapt: the share of the training photos that are your own "
+                                 "(each repeated to fill it)")
     recipe: str = opt('auto', 'cached, one-cycle, probe or paper; auto: cached (one-cycle from scratch or distributed)')
     epochs: int | None = opt(None, "Epochs after the frozen ones; "
                                    "None: the recipe's (cached 30, one-cycle 5, paper 100)")
@@ -80,6 +84,8 @@ RECIPE_DEFAULTS = {                      # what 'auto' (and None for epochs and 
 
 FOLDER_DEFAULTS = dict(recipe='probe', aug='mid', split='random', pct=(.7, .15, .15), views=8, bs=16,
                        out='runs/fit-folder')       # your own few dozen photos a class: the few-shot benchmark's choice
+ADAPT_DEFAULTS = dict(recipe='cached', epochs=4, lr=5e-4, views=2, mix='none',
+                      out='runs/adapt')             # a few photos from your camera: the adapt benchmark's choice
 
 def check_choices(cfg: RunConfig):
     "Raise a clear error for an option outside its `CHOICES`."
@@ -93,9 +99,14 @@ def check_choices(cfg: RunConfig):
 def resolved(self: RunConfig) -> RunConfig:
     "A copy with every 'auto' (and `None` epochs, lr) replaced by the recipe's default, and 'none' by `None`."
     check_choices(self)
-    if self.keep_classes and not self.base:
-        raise ValueError("keep_classes=True keeps the classes of a base model: pass base=MODEL (--base MODEL).")
-    recipe = (self.recipe if self.recipe != 'auto' else 'probe' if self.base
+    for k in ('keep_classes', 'adapt'):
+        if getattr(self, k) and not self.base:
+            raise ValueError(f"{k}={getattr(self, k)!r} works on a base model: pass base=MODEL (--base MODEL).")
+    if self.adapt and self.recipe == 'probe':
+        raise ValueError("adapt fine-tunes the base model on your photos: use recipe='cached' or 'one-cycle'.")
+    if not 0 < self.own_share < 1:
+        raise ValueError(f"own_share={self.own_share}: the share of your own photos in training, in (0, 1).")
+    recipe = (self.recipe if self.recipe != 'auto' else 'cached' if self.adapt else 'probe' if self.base
               else 'one-cycle' if not self.pretrained or self.distributed else 'cached')
     d = RECIPE_DEFAULTS[recipe]
     auto = lambda k: d[k] if getattr(self, k) == 'auto' else None if getattr(self, k) == 'none' else getattr(self, k)

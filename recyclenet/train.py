@@ -8,8 +8,8 @@ import contextlib, dataclasses, itertools, json, os, time, warnings
 from pathlib import Path
 
 import pandas as pd, torch
-from .data import CLASSES, SPLIT_PCT, get_trashnet, split_table, image_files
-from .config import RunConfig, FOLDER_DEFAULTS
+from .data import CLASSES, SPLIT_PCT, get_trashnet, split_table, image_files, label_images
+from .config import RunConfig, FOLDER_DEFAULTS, ADAPT_DEFAULTS
 from .augment import trashnet_dls
 from .models import save_model_file, load_model_file, provenance
 from .learner import recyclenet_learner, suggest_lr, evaluate, format_accuracy
@@ -18,7 +18,7 @@ from fastai.vision.all import Learner, Adam, set_seed, rank_distrib, num_distrib
 
 # %% auto #0
 __all__ = ['CPU_S_PER_CACHED_VIEW', 'CPU_S_PER_PHOTO_EPOCH', 'setup_distributed', 'run_dir', 'model_card', 'plan', 'write_run',
-           'from_base', 'start_from', 'train', 'fit_folder']
+           'from_base', 'start_from', 'class_folders', 'with_own_photos', 'train', 'fit_folder', 'adapt']
 
 # %% ../nbs/06_train.ipynb #632f647a
 def _patch_distributed_dl():
@@ -122,9 +122,9 @@ def write_run(learn, out: Path, res: dict):
 # %% ../nbs/06_train.ipynb #ceeba2f7
 def from_base(c: RunConfig) -> tuple[RunConfig, torch.nn.Module]:
     "`c` with the backbone, attention and input of its `base` model file, and that model (for the probe to read)."
-    if c.recipe != 'probe':
-        raise ValueError(f"base={c.base!r} is a trained model whose features a probe reads: "
-                         f"use recipe='probe', not {c.recipe!r}.")
+    if c.recipe != 'probe' and not c.adapt:
+        raise ValueError(f"base={c.base!r} is a trained model whose features a probe reads: use recipe='probe', "
+                         f"not {c.recipe!r} (or adapt=PHOTOS to fine-tune it on your own photos).")
     base = load_model_file(c.base, 'cpu')
     same = {k: base.config[k] for k in ('arch', 'attention', 'kind', 'combine', 'gate', 'size', 'resize')
             if k in base.config}
@@ -146,6 +146,34 @@ def start_from(learn, base: torch.nn.Module, name='', keep_classes=False) -> Lea
         learn.config.update(known=known)
     return learn
 
+# %% ../nbs/06_train.ipynb #1a275ff1
+def class_folders(path) -> list[Path]:
+    "The class subfolders of `path` (hidden ones skipped); an empty one is an error, not a class left out in silence."
+    path = Path(path)
+    if not path.is_dir(): raise FileNotFoundError(f"{path} is not a folder of class folders.")
+    folders = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith('.'))
+    empty = [str(p) for p in folders if not image_files(p)]
+    if empty: raise ValueError(f"Class folder(s) {', '.join(empty)} hold no images: "
+                               "add photos, or remove the folder to leave the class out.")
+    return folders
+
+# %% ../nbs/06_train.ipynb #3a60ea61
+def with_own_photos(df, path, classes, share=0.25) -> pd.DataFrame:
+    ("`df` (file, label, split) with the photos in `path/<class>/` added to its train rows, each repeated so that they "
+     "make up `share` of them; the folders must be some of `classes`, each of which `df` must have.")
+    own = label_images(path, [p.name for p in class_folders(path)])
+    if not len(own): raise ValueError(f"{path} has no class folders: put your photos in {path}/<class>/.")
+    unknown, missing = sorted(set(own.label) - set(classes)), sorted(set(classes) - set(df.label))
+    if unknown: raise ValueError(f"{path}: folder(s) {unknown} are not classes of the model {classes}. Rename them, "
+                                 "or add new classes with fit_folder(base=MODEL, keep_classes=True).")
+    if missing: raise ValueError(f"The training data has no photos of {missing}: pass the data the model was trained "
+                                 "on (data=..., --data), so that it keeps those classes.")
+    n = (df.split == 'train').sum()
+    times = max(1, round(share/(1 - share)*n/len(own)))
+    print(f'adding {len(own)} photos of your own ({", ".join(f"{k} {v}" for k, v in own.label.value_counts().items())})'
+          f', each {times} times: {times*len(own)} of {n + times*len(own)} training photos')
+    return pd.concat([df, *[own.assign(split='train')]*times], ignore_index=True)
+
 # %% ../nbs/06_train.ipynb #d011032f
 def train(cfg: RunConfig | None = None, **overrides) -> Learner:
     ("Train and test a RecycleNet model as `cfg` (or `RunConfig(**overrides)`) says; write the run to `cfg.out` (or "
@@ -153,7 +181,9 @@ def train(cfg: RunConfig | None = None, **overrides) -> Learner:
     c, base = dataclasses.replace(cfg or RunConfig(), **overrides).resolved(), None
     if c.base: c, base = from_base(c)
     t0, classes, pct = time.time(), list(c.classes or CLASSES), tuple(c.pct or SPLIT_PCT)
-    known = list(base.config['classes']) if c.keep_classes else []
+    keep = c.keep_classes or bool(c.adapt)                          # (adapting keeps the base's classes and head)
+    known = list(base.config['classes']) if keep else []
+    if c.adapt: classes = known
     vocab = known + [k for k in classes if k not in known]          # (the base's classes first, when kept)
     out = Path(c.out) if c.resume else run_dir(c.out, c.exist_ok)
     rank, world = setup_distributed() if c.distributed else (rank_distrib(), 1)
@@ -165,12 +195,14 @@ def train(cfg: RunConfig | None = None, **overrides) -> Learner:
     set_seed(c.seed, reproducible=True)
     with _rank0_first(world > 1): path = get_trashnet(c.data, classes=classes)   # (downloads once)
     df = split_table(path, c.split, c.seed, pct).query('label in @classes')   # (classes: all six, or those asked for)
+    if c.adapt: df = with_own_photos(df, c.adapt, classes, c.own_share)
     if not rank: print(plan(c, df.split.value_counts(), out), flush=True)
     dls = trashnet_dls(path, split=df, size=c.size, bs=c.bs, aug=c.aug, resize=c.resize, seed=c.seed, classes=vocab)
     learn = recyclenet_learner(dls, c.arch, c.attention, c.pretrained and not base, c.weights, c.kind, c.combine,
                                gate=c.gate, label_smoothing=c.label_smoothing, path=out,
                                opt_func=paper_sgd if c.recipe == 'paper' else Adam)
-    if base: start_from(learn, base, c.base, c.keep_classes)
+    if base: start_from(learn, base, c.base, keep)
+    before = evaluate(learn, 1) if c.adapt else None                # (adapting should keep this)
     learn.config.update(dataclasses.asdict(c), data=str(path), classes=vocab, pct=list(pct), processes=world,
                         out=str(out))
     lr = None if c.lr == 'auto' else c.lr
@@ -183,12 +215,14 @@ def train(cfg: RunConfig | None = None, **overrides) -> Learner:
         fit_recyclenet(learn, c.epochs, lr, c.freeze_epochs, c.recipe, out/'checkpoints', c.resume, c.views, c.mix,
                        c.body_lr, c.keep)
     res = dict(valid=evaluate(learn, 1), test=evaluate(learn, 2) if len(dls.loaders) > 2 else None,
+               **({'valid_before': before} if before else {}),
                train_seconds=round(time.time() - t0, 1), n_train=len(dls.train_ds),
                skipped=dls.skipped.to_dict('records'))            # unreadable photos left out, with the reason
     learn.results = res
     if not rank:
         write_run(learn, out, res)
         if c.export_pkl: learn.export(out.absolute()/'export.pkl')
+        if before: print(format_accuracy(before, 'valid before adapting'))
         print(format_accuracy(res['valid'], 'valid'))
         if res['test']: print(format_accuracy(res['test']))
         print(f'run written to {out}/')
@@ -199,13 +233,13 @@ def train(cfg: RunConfig | None = None, **overrides) -> Learner:
 def fit_folder(path, cfg: RunConfig | None = None, **overrides) -> Learner:
     ("Train a classifier on the class folders in `path` (`class_name/*.jpg`), by default as `FOLDER_DEFAULTS` say, "
      "testing on a held-out `pct[2]` of each.")
-    path = Path(path)
-    if not path.is_dir(): raise FileNotFoundError(f"{path} is not a folder of class folders.")
-    folders = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith('.'))
-    empty = [str(p) for p in folders if not image_files(p)]
-    if empty: raise ValueError(f"Class folder(s) {', '.join(empty)} hold no images: "
-                               "add photos, or remove the folder to leave the class out.")
-    classes = [p.name for p in folders]
+    classes = [p.name for p in class_folders(path)]
     if len(classes) < 2:
         raise ValueError(f"{path} needs at least two class folders with photos (found {classes or 'none'}).")
     return train(cfg or RunConfig(**FOLDER_DEFAULTS), data=str(path), classes=classes, split='random', **overrides)
+
+# %% ../nbs/06_train.ipynb #b2a5ce96
+def adapt(model, photos, cfg: RunConfig | None = None, **overrides) -> Learner:
+    ("Fine-tune the model file `model` on your own photos (`photos/<class>/*.jpg`, named as its classes), by default "
+     "as `ADAPT_DEFAULTS` say, with the train photos of `data` alongside so that it keeps what it knew.")
+    return train(cfg or RunConfig(**ADAPT_DEFAULTS), base=str(model), adapt=str(photos), **overrides)

@@ -204,3 +204,54 @@ def test_fit_folder_keep_classes_adds_a_class_beside_the_base_head(sample, model
     head, old = m.head[-1], base.head[-1]
     assert torch.equal(head.weight[:len(known)], old.weight) and torch.equal(head.bias[:len(known)], old.bias)
     assert head.weight[-1].abs().sum() > 0, 'the new row was not learnt'
+
+
+def camera_photos(sample, folder, classes, n=4):
+    "`n` photos of each class as another camera takes them: darker and warmer than TrashNet's."
+    from PIL import ImageEnhance
+    files = []
+    for c in classes:
+        (folder/c).mkdir(parents=True)
+        for f in image_files(sample/c)[:n]:
+            im = ImageEnhance.Brightness(Image.open(f).convert('RGB')).enhance(0.5)
+            r, g, b = im.split()
+            Image.merge('RGB', (r.point(lambda v: min(255, v + 40)), g, b)).save(folder/c/f.name)
+            files.append((folder/c/f.name, c))
+    return files
+
+
+def own_loss(model, files):
+    "Mean cross-entropy of `model` on `files` [(path, label)]."
+    clf = load_classifier(model)
+    p = predict_paths(clf, [f for f, _ in files])
+    return float(np.mean([-np.log(max(p.loc[i, c], 1e-9)) for i, (_, c) in enumerate(files)]))
+
+
+def test_adapt_learns_your_camera_and_keeps_the_base(sample, model_file, tmp_path):
+    "`recyclenet adapt`: same classes, frozen stages untouched, and a lower loss on the photos it adapted to."
+    from recyclenet.cli import main
+    from recyclenet.recipes import body_stages, trunk_depth
+    files = camera_photos(sample, tmp_path/'camera', ('glass', 'metal', 'plastic'))
+    assert main(['adapt', str(model_file), str(tmp_path/'camera'), '--data', 'sample', '--epochs', '3',
+                 '--lr', '2e-3', '--own-share', '0.5', '--bs', '8', '--out', str(tmp_path/'run')]) == 0
+    base, m = load_model_file(model_file, 'cpu'), load_model_file(tmp_path/'run'/'model.pth', 'cpu')
+    assert m.config['classes'] == base.config['classes'] and m.config['adapt'] == str(tmp_path/'camera')
+    cut = trunk_depth(m)
+    for a, b in zip(body_stages(m)[:cut], body_stages(base)[:cut]):
+        assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert not torch.equal(m.head[-1].weight, base.head[-1].weight)
+    res = json.loads((tmp_path/'run'/'results.json').read_text())
+    assert res['valid_before']['total'] == res['valid']['total'] == 12
+    before, after = own_loss(model_file, files), own_loss(tmp_path/'run'/'model.pth', files)
+    assert after < 0.8*before, (before, after)
+
+
+def test_adapt_refuses_a_class_the_model_does_not_have(sample, model_file, tmp_path, capsys):
+    from recyclenet.cli import main
+    camera_photos(sample, tmp_path/'camera', ('glass', 'metal'))
+    (tmp_path/'camera'/'metal').rename(tmp_path/'camera'/'caps')
+    assert main(['adapt', str(model_file), str(tmp_path/'camera'), '--data', 'sample']) == 2
+    err = capsys.readouterr().err
+    assert "['caps'] are not classes of the model" in err and 'keep_classes' in err and 'Traceback' not in err
+    assert main(['adapt', str(tmp_path/'missing.pth'), str(tmp_path/'camera'), '--data', 'sample']) == 2
+    assert 'missing.pth does not exist' in capsys.readouterr().err
