@@ -101,7 +101,8 @@ def plan(cfg: RunConfig, n: pd.Series, out: Path) -> str:
             f"{' + ' + c.attention if c.attention else ''}, recipe {c.recipe}"
             + (f' ({c.views} views)' if c.recipe in ('cached', 'probe') else '')
             + f", {c.epochs} epochs, on {dev}"
-            + (f', about {est:.0f} min on 2 CPU cores' if est and dev.type == 'cpu' else '')
+            + ((f', about {est:.0f} min' if est >= 0.5 else ', under a minute') + ' on 2 CPU cores'
+               if est and dev.type == 'cpu' else '')
             + f'; writing to {out}')
 
 # %% ../nbs/06_train.ipynb #fbc7f184
