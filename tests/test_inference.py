@@ -246,7 +246,7 @@ def test_adapt_learns_your_camera_and_keeps_the_base(sample, model_file, tmp_pat
     assert after < 0.8*before, (before, after)
 
 
-def test_adapt_refuses_a_class_the_model_does_not_have(sample, model_file, tmp_path, capsys):
+def test_adapt_refuses_an_unknown_class_a_missing_model_and_an_empty_folder(sample, model_file, tmp_path, capsys):
     from recyclenet.cli import main
     camera_photos(sample, tmp_path/'camera', ('glass', 'metal'))
     (tmp_path/'camera'/'metal').rename(tmp_path/'camera'/'caps')
@@ -255,3 +255,6 @@ def test_adapt_refuses_a_class_the_model_does_not_have(sample, model_file, tmp_p
     assert "['caps'] are not classes of the model" in err and 'keep_classes' in err and 'Traceback' not in err
     assert main(['adapt', str(tmp_path/'missing.pth'), str(tmp_path/'camera'), '--data', 'sample']) == 2
     assert 'missing.pth does not exist' in capsys.readouterr().err
+    (tmp_path/'empty').mkdir()
+    assert main(['adapt', str(model_file), str(tmp_path/'empty'), '--data', 'sample']) == 2
+    assert 'has no class folders' in capsys.readouterr().err
