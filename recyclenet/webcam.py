@@ -16,7 +16,7 @@ from .augment import input_size
 from .models import spatial_gate, attention_overlay, GATE_RANGE
 from .inference import Classifier, read_image, load_classifier, export_onnx
 from .config import RunConfig
-from .train import fit_folder
+from .train import fit_folder, adapt as adapt_model
 
 # %% auto #0
 __all__ = ['NOT_SURE', 'STATIC', 'MIN_PHOTOS', 'THUMBS', 'label_frame', 'attention_png', 'check_label', 'thumbnail',
@@ -219,25 +219,39 @@ class WebcamSorter(anywidget.AnyWidget):
         if len(self.classes) < 2 or short:
             raise ValueError(f"Training needs two classes or more with at least {MIN_PHOTOS} photos each: "
                              + (f"record more of {', '.join(short)}." if short else "add a class."))
-        if self.training: raise RuntimeError("Training is running already: wait for it to finish.")
         base = self.base if (self.use_base if use_base is None else use_base) else None
-        self.training, self.error = True, None
         overrides = {'keep_classes': bool(base) and self.keep_classes, **overrides}
-        self.thread = threading.Thread(target=self._train, args=(base, overrides), daemon=True)
+        n = sum(self.counts[c] for c in self.classes)
+        what = (f"Training on {n} photos of {len(self.classes)} classes, "
+                f"from {self.base_name if base else 'ImageNet'} features"
+                f"{', keeping its classes' if overrides['keep_classes'] else ''}…")
+        return self._start(what, lambda: fit_folder(self.snapshot_dir, self.cfg, base=base, **overrides), wait)
+
+    def adapt(self, wait=False, **overrides) -> threading.Thread:
+        ("Fine-tune the `base` model on the photos recorded with this camera, in a thread (chapter 6's `adapt`: its "
+         "classes, TrashNet rehearsed); swap it in.")
+        if not self.base: raise ValueError("Adapting needs a base model: open the widget with base='model.pth'.")
+        n = sum(self.counts.get(c, 0) for c in self.classes)
+        out = {'out': str(Path(self.cfg.out).parent/'adapt')} if self.cfg else {}
+        what = f"Adapting {self.base_name} to {n} photos from this camera, rehearsing TrashNet…"
+        return self._start(what, lambda: adapt_model(self.base, self.snapshot_dir, **{**out, **overrides}), wait)
+
+    def _start(self, what, fit, wait) -> threading.Thread:
+        "Run `fit` (which returns a learner) in a thread, showing `what` and then its progress; swap its model in."
+        if self.training: raise RuntimeError("Training is running already: wait for it to finish.")
+        self.training, self.error = True, None
+        self.thread = threading.Thread(target=self._fit, args=(what, fit), daemon=True)
         self.thread.start()
         if wait:
             self.thread.join()
             if self.error: raise self.error
         return self.thread
 
-    def _train(self, base, overrides):
-        t0, n = time.perf_counter(), sum(self.counts[c] for c in self.classes)
-        self.status = (f"Training on {n} photos of {len(self.classes)} classes, "
-                       f"from {self.base_name if base else 'ImageNet'} features"
-                       f"{', keeping its classes' if overrides['keep_classes'] else ''}…")
+    def _fit(self, what, fit):
+        t0, self.status = time.perf_counter(), what
         try:
             with contextlib.redirect_stdout(StatusLines(self.thread, lambda s: setattr(self, 'status', s), sys.stdout)):
-                learn = fit_folder(self.snapshot_dir, self.cfg, base=base, **overrides)
+                learn = fit()
             self.swap(load_classifier(learn.path/'model.pth', device='cpu'))
         except Exception as e:
             self.error, self.status = e, f'Training failed: {type(e).__name__}: {e}'
@@ -264,11 +278,12 @@ class WebcamSorter(anywidget.AnyWidget):
         save = lambda: self.save_snapshot(msg.get('label'), data)
         actions = {'snapshot': save, 'record': save, 'add': lambda: self.add_class(msg.get('name', '').strip()),
                    'remove': lambda: self.remove_class(msg.get('name')), 'train': lambda: self.train(),
+                   'adapt': lambda: self.adapt(),
                    'rename': lambda: self.rename_class(msg.get('old'), msg.get('name', '').strip()),
                    'export': lambda: self.export()}
         try: actions[kind]()
         except Exception as e:
-            if kind in ('train', 'export'): self.status = f'{kind.title()} failed: {e}'
+            if kind in ('train', 'adapt', 'export'): self.status = f'{kind.title()} failed: {e}'
             else: self.message = f"Not {'saved' if kind in ('snapshot', 'record') else 'done'}: {e}"
 
     def _on_upload(self, change):

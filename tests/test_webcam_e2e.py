@@ -271,6 +271,7 @@ def test_teach_two_classes_from_the_fake_camera(chromium, scene, lab, tmp_path):
     try:
         wait = camera_on(driver)
         assert find(By.CSS_SELECTOR, '.rn-webcam .rn-label').text == 'no model yet'
+        assert not find(By.CSS_SELECTOR, '.rn-webcam .rn-adapt').is_displayed()     # no base model: nothing to adapt
         add_class(driver, 'jar')                                     # a typo, fixed in place: double-click, type, Enter
         pick = find(By.CSS_SELECTOR, '.rn-webcam .rn-classrow[data-class=jar] .rn-pick')
         ActionChains(driver).double_click(pick).perform()
@@ -305,6 +306,7 @@ def test_add_a_class_beside_a_base_models_classes(chromium, scene, lab, tmp_path
     try:
         camera_on(driver)
         assert find(By.CSS_SELECTOR, '.rn-webcam .rn-base').is_selected()          # "from <base>" is on when given one
+        assert find(By.CSS_SELECTOR, '.rn-webcam .rn-adapt').is_displayed()         # and "Adapt base" is offered
         find(By.CSS_SELECTOR, '.rn-webcam .rn-keepbox').click()                     # ... and its classes
         for c in (scene['label'], 'tins'): add_class(driver, c); record(driver, c)
         status = trained(driver, lab)

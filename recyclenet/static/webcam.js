@@ -24,7 +24,7 @@ function render({ model, el }) {
         <div class="rn-title">Teach it your own classes</div>
         <div class="rn-classes"></div>
         <div class="rn-row"><input class="rn-newclass" placeholder="new class" size="14"><button class="rn-add">Add class</button></div>
-        <div class="rn-row"><button class="rn-train">Train</button><label class="rn-usebase"><input class="rn-base" type="checkbox"> from <span class="rn-basename"></span></label><label class="rn-keep" title="the new model knows the base's classes too"><input class="rn-keepbox" type="checkbox"> and its classes</label><button class="rn-export">Export</button></div>
+        <div class="rn-row"><button class="rn-train">Train</button><label class="rn-usebase"><input class="rn-base" type="checkbox"> from <span class="rn-basename"></span></label><label class="rn-keep" title="the new model knows the base's classes too"><input class="rn-keepbox" type="checkbox"> and its classes</label><button class="rn-adapt" title="fine-tune the base model on these photos of its own classes, from this camera (TrashNet rehearsed)">Adapt base</button><button class="rn-export">Export</button></div>
         <div class="rn-status" role="status"></div>
       </div>
     </div>`;
@@ -34,7 +34,7 @@ function render({ model, el }) {
   const label = $(".rn-label"), bars = $(".rn-bars"), statsLine = $(".rn-stats"), error = $(".rn-error");
   const startBtn = $(".rn-start"), camSel = $(".rn-camera"), thr = $(".rn-threshold"), att = $(".rn-attention");
   const classSel = $(".rn-class"), message = $(".rn-message"), classList = $(".rn-classes"), status = $(".rn-status");
-  const trainBtn = $(".rn-train"), useBase = $(".rn-base"), keep = $(".rn-keepbox"), newClass = $(".rn-newclass");
+  const trainBtn = $(".rn-train"), adaptBtn = $(".rn-adapt"), useBase = $(".rn-base"), keep = $(".rn-keepbox"), newClass = $(".rn-newclass");
   const stats = (root.rnStats = { rtts: [], kernel: [], frames: 0 });
   const view = Math.random().toString(36).slice(2);
   const canvas = document.createElement("canvas");
@@ -166,8 +166,9 @@ function render({ model, el }) {
 
   function showTraining() {
     const busy = model.get("training");
-    trainBtn.disabled = busy;
+    trainBtn.disabled = adaptBtn.disabled = busy;
     trainBtn.textContent = busy ? "Training…" : "Train";
+    adaptBtn.hidden = !model.get("base_name");
     if (busy && !trainStart) trainStart = performance.now();
     if (!busy) trainStart = 0;
     status.textContent = model.get("status");
@@ -270,6 +271,7 @@ function render({ model, el }) {
   $(".rn-add").onclick = () => { if (newClass.value.trim()) model.send({ type: "add", name: newClass.value.trim() }); newClass.value = ""; };
   newClass.onkeydown = e => { if (e.key === "Enter") $(".rn-add").click(); };
   trainBtn.onclick = () => model.send({ type: "train" });
+  adaptBtn.onclick = () => model.send({ type: "adapt" });
   useBase.onchange = () => set("use_base", useBase.checked);
   keep.onchange = () => set("keep_classes", keep.checked);
   $(".rn-export").onclick = () => model.send({ type: "export" });
