@@ -8,7 +8,7 @@ import argparse, contextlib, dataclasses, io, os, re, sys
 from pathlib import Path
 
 from fastcore.script import call_parse, anno_parser, Param
-from .config import RunConfig, CHOICES, FOLDER_DEFAULTS, ADAPT_DEFAULTS, field_help   # (light: no torch)
+from .config import RunConfig, CHOICES, FOLDER_DEFAULTS, ADAPT_DEFAULTS, FROM_BASE, field_help   # (light: no torch)
 import recyclenet                               # (the commands import torch, fastai and the chapters when they run:
                                                 #  `--help`, `--version` and a bad option answer at once)
 
@@ -107,7 +107,8 @@ def config_parser(prog, doc, defaults=None, skip=(), args=None) -> argparse.Argu
         if t is bool: p.add_argument(*names, action=argparse.BooleanOptionalAction, default=default, help=helps[f.name])
         else: p.add_argument(*names, type=t, default=default, choices=CHOICES.get(f.name),
                              help=helps[f.name] + ('' if f.name == 'data' else f' (default: {default})'))
-    p.add_argument('--scratch', dest='pretrained', action='store_false', help='The same as --no-pretrained')
+    if 'pretrained' not in skip:
+        p.add_argument('--scratch', dest='pretrained', action='store_false', help='The same as --no-pretrained')
     return p
 
 # %% ../nbs/11_cli.ipynb #e61f74cf
@@ -210,7 +211,8 @@ def adapt(model, photos, **options):
     return adapt_run(model, photos, RunConfig(**{**ADAPT_DEFAULTS, **options}))
 
 adapt.parser = lambda prog: config_parser(
-    prog, adapt.__doc__, ADAPT_DEFAULTS, skip=('base', 'adapt', 'keep_classes', 'classes', 'split', 'pct'),
+    prog, adapt.__doc__, ADAPT_DEFAULTS,
+    skip=(*FROM_BASE, 'pretrained', 'weights', 'base', 'adapt', 'keep_classes', 'classes', 'split', 'pct'),
     args=dict(model='model.pth written by `recyclenet train`',
               photos="Folder with a subfolder of your photos for some of the model's classes"))
 

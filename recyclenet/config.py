@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['CHOICES', 'RECIPE_DEFAULTS', 'FOLDER_DEFAULTS', 'ADAPT_DEFAULTS', 'opt', 'RunConfig', 'field_help', 'check_choices']
+__all__ = ['CHOICES', 'RECIPE_DEFAULTS', 'FOLDER_DEFAULTS', 'ADAPT_DEFAULTS', 'FROM_BASE', 'opt', 'RunConfig', 'field_help',
+           'check_choices']
 
 # %% ../nbs/05_config.ipynb #d0b6c578
 CHOICES = dict(attention=('auto', 'ours', 'se', 'cbam', 'none'), kind=('c', 's', 'cs'), combine=('sum', 'mul', 'max'),
@@ -86,6 +87,7 @@ FOLDER_DEFAULTS = dict(recipe='probe', aug='mid', split='random', pct=(.7, .15, 
                        out='runs/fit-folder')       # your own few dozen photos a class: the few-shot benchmark's choice
 ADAPT_DEFAULTS = dict(recipe='cached', epochs=4, lr=5e-4, views=2, mix='none',
                       out='runs/adapt')             # a few photos from your camera: the adapt benchmark's choice
+FROM_BASE = ('arch', 'attention', 'kind', 'combine', 'gate', 'size', 'resize')   # what a run takes from its base model
 
 def check_choices(cfg: RunConfig):
     "Raise a clear error for an option outside its `CHOICES`."

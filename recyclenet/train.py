@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd, torch
 from .data import CLASSES, SPLIT_PCT, get_trashnet, split_table, image_files, label_images
-from .config import RunConfig, FOLDER_DEFAULTS, ADAPT_DEFAULTS
+from .config import RunConfig, FOLDER_DEFAULTS, ADAPT_DEFAULTS, FROM_BASE
 from .augment import trashnet_dls
 from .models import save_model_file, load_model_file, provenance
 from .learner import recyclenet_learner, suggest_lr, evaluate, format_accuracy
@@ -127,8 +127,7 @@ def from_base(c: RunConfig) -> tuple[RunConfig, torch.nn.Module]:
         raise ValueError(f"base={c.base!r} is a trained model whose features a probe reads: use recipe='probe', "
                          f"not {c.recipe!r} (or adapt=PHOTOS to fine-tune it on your own photos).")
     base = load_model_file(c.base, 'cpu')
-    same = {k: base.config[k] for k in ('arch', 'attention', 'kind', 'combine', 'gate', 'size', 'resize')
-            if k in base.config}
+    same = {k: base.config[k] for k in FROM_BASE if k in base.config}
     return dataclasses.replace(c, base=str(c.base), pretrained=True, weights=None, **same), base
 
 # %% ../nbs/06_train.ipynb #f21d549f
