@@ -42,8 +42,8 @@ class RunConfig:
                                  'its trained backbone and attention (recipe probe)')
     keep_classes: bool = opt(False, "With base: keep its classes and their head rows; "
                                     "the probe learns rows for new ones")
-    adapt: str | None = opt(None, "With base: a folder of your own photos, one subfolder per class of the base, to "
-                                  "fine-tune it on; the train photos of data come along")
+    adapt: str | None = opt(None, "With base: a folder of your own photos, one subfolder per class (the base's, or new "
+                                  "ones), to fine-tune it on; the train photos of data come along")
     own_share: float = opt(0.25, "With adapt: the share of the training photos that are your own "
                                  "(each repeated to fill it)")
     recipe: str = opt('auto', 'cached, one-cycle, probe or paper; auto: cached (one-cycle from scratch or distributed)')

@@ -159,19 +159,23 @@ def class_folders(path) -> list[Path]:
 
 # %% ../nbs/06_train.ipynb #3a60ea61
 def with_own_photos(df, path, classes, share=0.25) -> pd.DataFrame:
-    ("`df` (file, label, split) with the photos in `path/<class>/` added to its train rows, each repeated so that they "
-     "make up `share` of them; the folders must be some of `classes`, each of which `df` must have.")
+    ("The train rows of `classes` in `df` (file, label, split) and the photos in `path/<class>/`, each repeated so "
+     "that they make up `share` of them; a folder not in `classes` is a new class (only its valid and test rows of "
+     "`df` are kept). `df` must have every one of `classes`.")
     own = label_images(path, [p.name for p in class_folders(path)])
     if not len(own): raise ValueError(f"{path} has no class folders: put your photos in {path}/<class>/.")
-    unknown, missing = sorted(set(own.label) - set(classes)), sorted(set(classes) - set(df.label))
-    if unknown: raise ValueError(f"{path}: folder(s) {unknown} are not classes of the model {classes}. Rename them, "
-                                 "or add new classes with fit_folder(base=MODEL, keep_classes=True).")
+    new, missing = sorted(set(own.label) - set(classes)), sorted(set(classes) - set(df.label))
+    near = {n: c for n in new for c in classes if n.strip().lower() == c.lower()}
+    if near: raise ValueError(f"{path}: folder(s) {list(near)} differ from the model's class(es) {list(near.values())}"
+                              " only in case or spaces: rename them, or they would be new classes.")
     if missing: raise ValueError(f"The training data has no photos of {missing}: pass the data the model was trained "
                                  "on (data=..., --data), so that it keeps those classes.")
+    df = df[df.label.isin(classes) | (df.label.isin(new) & (df.split != 'train'))]
     n = (df.split == 'train').sum()
     times = max(1, round(share/(1 - share)*n/len(own)))
     print(f'adding {len(own)} photos of your own ({", ".join(f"{k} {v}" for k, v in own.label.value_counts().items())})'
-          f', each {times} times: {times*len(own)} of {n + times*len(own)} training photos')
+          f', each {times} times: {times*len(own)} of {n + times*len(own)} training photos'
+          + (f"; new class(es): {', '.join(new)}" if new else ''))
     return pd.concat([df, *[own.assign(split='train')]*times], ignore_index=True)
 
 # %% ../nbs/06_train.ipynb #d011032f
@@ -194,8 +198,11 @@ def train(cfg: RunConfig | None = None, **overrides) -> Learner:
         raise ValueError(f"recipe={c.recipe!r} trains in one process: drop --distributed, or use recipe='one-cycle'.")
     set_seed(c.seed, reproducible=True)
     with _rank0_first(world > 1): path = get_trashnet(c.data, classes=classes)   # (downloads once)
-    df = split_table(path, c.split, c.seed, pct).query('label in @classes')   # (classes: all six, or those asked for)
-    if c.adapt: df = with_own_photos(df, c.adapt, classes, c.own_share)
+    df = split_table(path, c.split, c.seed, pct)
+    if c.adapt:                                                     # (your folders' new classes come after the base's)
+        df = with_own_photos(df, c.adapt, classes, c.own_share)
+        vocab += sorted(set(df.label) - set(vocab))
+    else: df = df.query('label in @classes')                       # (classes: all six, or those asked for)
     if not rank: print(plan(c, df.split.value_counts(), out), flush=True)
     dls = trashnet_dls(path, split=df, size=c.size, bs=c.bs, aug=c.aug, resize=c.resize, seed=c.seed, classes=vocab)
     learn = recyclenet_learner(dls, c.arch, c.attention, c.pretrained and not base, c.weights, c.kind, c.combine,
@@ -240,6 +247,6 @@ def fit_folder(path, cfg: RunConfig | None = None, **overrides) -> Learner:
 
 # %% ../nbs/06_train.ipynb #b2a5ce96
 def adapt(model, photos, cfg: RunConfig | None = None, **overrides) -> Learner:
-    ("Fine-tune the model file `model` on your own photos (`photos/<class>/*.jpg`, named as its classes), by default "
+    ("Fine-tune the model file `model` on your own photos (`photos/<class>/*.jpg`: its classes, or new ones), by default "
      "as `ADAPT_DEFAULTS` say, with the train photos of `data` alongside so that it keeps what it knew.")
     return train(cfg or RunConfig(**ADAPT_DEFAULTS), base=str(model), adapt=str(photos), **overrides)

@@ -246,13 +246,28 @@ def test_adapt_learns_your_camera_and_keeps_the_base(sample, model_file, tmp_pat
     assert after < 0.8*before, (before, after)
 
 
-def test_adapt_refuses_an_unknown_class_a_missing_model_and_an_empty_folder(sample, model_file, tmp_path, capsys):
+def test_adapt_adds_a_class_the_model_lacks(sample, model_file, tmp_path):
+    "A photo folder named as none of the model's classes becomes a new class, learnt by the later stages and the head."
+    from recyclenet.cli import main
+    files = camera_photos(sample, tmp_path/'camera', ('glass', 'metal'))
+    (tmp_path/'camera'/'metal').rename(tmp_path/'camera'/'caps')
+    caps = [(tmp_path/'camera'/'caps'/f.name, 'caps') for f, c in files if c == 'metal']
+    assert main(['adapt', str(model_file), str(tmp_path/'camera'), '--data', 'sample', '--epochs', '3',
+                 '--lr', '2e-3', '--own-share', '0.5', '--bs', '8', '--out', str(tmp_path/'run')]) == 0
+    known = list(load_model_file(model_file, 'cpu').config['classes'])
+    m = load_model_file(tmp_path/'run'/'model.pth', 'cpu')
+    assert m.config['classes'] == known + ['caps'] and m.config['known'] == known
+    p = predict_paths(load_classifier(tmp_path/'run'/'model.pth'), [f for f, _ in caps])
+    assert (p.label == 'caps').mean() >= 0.5, p.label.tolist()
+
+
+def test_adapt_refuses_a_misspelt_class_a_missing_model_and_an_empty_folder(sample, model_file, tmp_path, capsys):
     from recyclenet.cli import main
     camera_photos(sample, tmp_path/'camera', ('glass', 'metal'))
-    (tmp_path/'camera'/'metal').rename(tmp_path/'camera'/'caps')
+    (tmp_path/'camera'/'metal').rename(tmp_path/'camera'/'Metal')
     assert main(['adapt', str(model_file), str(tmp_path/'camera'), '--data', 'sample']) == 2
     err = capsys.readouterr().err
-    assert "['caps'] are not classes of the model" in err and 'keep_classes' in err and 'Traceback' not in err
+    assert "['Metal'] differ from the model's class(es) ['metal']" in err and 'Traceback' not in err
     assert main(['adapt', str(tmp_path/'missing.pth'), str(tmp_path/'camera'), '--data', 'sample']) == 2
     assert 'missing.pth does not exist' in capsys.readouterr().err
     (tmp_path/'empty').mkdir()
