@@ -15,12 +15,12 @@ from fastai.vision.all import PILImage
 
 # %% auto #0
 __all__ = ['CLASSES', 'IMAGE_EXTS', 'TRASHNET_URL', 'TRASHNET_SHA256', 'PROGRESS_MIN', 'SPLIT_NAMES', 'SPLITS', 'SPLIT_PCT',
-           'OUTSIDE_ROLES', 'OUTSIDE_COLUMNS', 'pkg_path', 'sample_path', 'data_home', 'walk_files', 'image_files',
-           'check_trashnet', 'sha256sum', 'check_sha256', 'unpack_zip', 'get_trashnet', 'to_rgb', 'load_rgb',
-           'RGBImage', 'exif_rotated', 'image_problem', 'live_output', 'progress', 'verify_images', 'make_bad_images',
-           'split_files', 'read_split_file', 'split_counts', 'official_split', 'label_images', 'stratified_split',
-           'split_table', 'drop_unreadable', 'plot_class_balance', 'audit', 'audit_summary', 'outside_path',
-           'get_outside', 'duplicates_across']
+           'OUTSIDE_ROLES', 'OUTSIDE_COLUMNS', 'OUTSIDE_SIZE', 'pkg_path', 'sample_path', 'data_home', 'walk_files',
+           'image_files', 'check_trashnet', 'sha256sum', 'check_sha256', 'unpack_zip', 'get_trashnet', 'to_rgb',
+           'load_rgb', 'RGBImage', 'exif_rotated', 'image_problem', 'live_output', 'progress', 'verify_images',
+           'make_bad_images', 'split_files', 'read_split_file', 'split_counts', 'official_split', 'label_images',
+           'stratified_split', 'split_table', 'drop_unreadable', 'plot_class_balance', 'audit', 'audit_summary',
+           'outside_path', 'outside_photo', 'fetch_outside', 'get_outside', 'duplicates_across']
 
 # %% ../nbs/00_data.ipynb #a6f4bc56
 CLASSES = ['glass', 'paper', 'cardboard', 'plastic', 'metal', 'trash']
@@ -458,16 +458,52 @@ def audit_summary(a) -> pd.Series:
 
 # %% ../nbs/00_data.ipynb #8a4ff850
 OUTSIDE_ROLES = ('valid', 'test')
-OUTSIDE_COLUMNS = ('file', 'label', 'role', 'sha256', 'source', 'source_file', 'source_sha256', 'licence')
+OUTSIDE_COLUMNS = ('file', 'label', 'role', 'sha256', 'source', 'source_file', 'source_sha256', 'licence',
+                   'source_label', 'url', 'crop')
+OUTSIDE_SIZE = 512                                   # longest side of an outside photo, in pixels
 
 def outside_path() -> Path:
     "Folder of the outside photos bundled in the repository's `data/` folder."
     return pkg_path().parent/'data'/'outside'
 
-# %% ../nbs/00_data.ipynb #8d86be30
-def get_outside(source=None, role=None) -> pd.DataFrame:
-    ("The outside photos' manifest (file, label, role, sha256, source, licence) with full paths, every photo checked "
-     "against it; only `role`'s photos if given.")
+# %% ../nbs/00_data.ipynb #a5742b86
+def outside_photo(src, crop='', size=OUTSIDE_SIZE) -> Image.Image:
+    "The outside photo made from the source photo `src`: upright, cut to `crop` ('x0 y0 x1 y1') if given, at most `size` px."
+    im = load_rgb(src)
+    if crop: im = im.crop(tuple(int(v) for v in crop.split()))
+    im.thumbnail((size, size), Image.LANCZOS)
+    return im
+
+
+# %% ../nbs/00_data.ipynb #67e24d95
+def fetch_outside(rows, dest, sources=None) -> None:
+    ("Make the photos of `rows` (manifest rows with a `url`) under `dest` once: each source photo is read from "
+     "`sources/<source_file>` if given, else downloaded from its `url`, checked against `source_sha256`, then cut.")
+    from urllib.request import urlopen
+    wrong = []
+    for r in rows.itertuples():
+        out = Path(dest)/r.file
+        if out.exists(): continue
+        local = Path(sources).expanduser()/r.source_file if sources else None
+        try: data = local.read_bytes() if local else urlopen(r.url, timeout=60).read()
+        except OSError as e:
+            wrong.append(f"{local or r.url}: {'missing' if local else e}"); continue
+        if (h := hashlib.sha256(data).hexdigest()) != r.source_sha256:
+            wrong.append(f"{local or r.url}: sha256 {h[:12]}… is not the manifest's {r.source_sha256[:12]}…"); continue
+        out.parent.mkdir(parents=True, exist_ok=True)
+        outside_photo(data, r.crop).save(out)
+    if wrong:
+        raise ValueError(f"{len(wrong)} of {len(rows)} outside photos to fetch could not be made: {'; '.join(wrong[:3])}"
+                         f"{' …' if len(wrong) > 3 else ''}. With no network, pass sources= (or set "
+                         "RECYCLENET_OUTSIDE_SOURCES to) a checkout of the source at the manifest's commit; or "
+                         "get_outside(fetch=False) for the shipped photos only.")
+
+
+# %% ../nbs/00_data.ipynb #46e7eab9
+def get_outside(source=None, role=None, fetch=True, sources=None) -> pd.DataFrame:
+    ("The outside photos' manifest (file, label, role, sha256, source, licence, ...) with full paths, every shipped "
+     "photo checked against it; the others (with a `url`) fetched once into `data_home()` (`fetch_outside`), or "
+     "left out, and counted, if not `fetch`. Only `role`'s photos if given.")
     root = Path(source or os.environ.get('RECYCLENET_OUTSIDE') or outside_path()).expanduser()
     manifest = root/'manifest.csv'
     if not manifest.exists():
@@ -479,15 +515,24 @@ def get_outside(source=None, role=None) -> pd.DataFrame:
     if bad := sorted(set(df.label) - set(CLASSES)) + sorted(set(df.role) - set(OUTSIDE_ROLES)):
         raise ValueError(f"{manifest} has unknown labels or roles: {', '.join(map(repr, bad))} (labels: "
                          f"{', '.join(CLASSES)}; roles: {', '.join(OUTSIDE_ROLES)}).")
+    shipped, fetched = df[df.url == ''], df[df.url != '']
     wrong = [f"{f}: missing" if not (root/f).exists() else f"{f}: sha256 {sha256sum(root/f)[:12]}… is not the "
              f"manifest's {h[:12]}…"
-             for f, h in zip(df.file, df.sha256) if not (root/f).exists() or sha256sum(root/f) != h]
+             for f, h in zip(shipped.file, shipped.sha256) if not (root/f).exists() or sha256sum(root/f) != h]
     if wrong:
-        raise ValueError(f"{len(wrong)} of {len(df)} outside photos do not match {manifest}: {'; '.join(wrong[:3])}"
-                         f"{' …' if len(wrong) > 3 else ''}. Restore them (git checkout -- data/outside) or fetch "
-                         "the source again (data/make_outside.py).")
-    df['file'] = [str(root/f) for f in df.file]
+        raise ValueError(f"{len(wrong)} of {len(shipped)} outside photos do not match {manifest}: "
+                         f"{'; '.join(wrong[:3])}{' …' if len(wrong) > 3 else ''}. Restore them (git checkout -- "
+                         "data/outside) or make them again (data/make_outside.py).")
+    home = data_home()/'outside'
+    if len(fetched) and fetch:
+        fetch_outside(fetched, home, sources or os.environ.get('RECYCLENET_OUTSIDE_SOURCES'))
+    elif len(fetched):
+        print(f"left out {len(fetched)} of {len(df)} outside photos, those not shipped ({', '.join(sorted(set(fetched.source)))})"
+              ": fetch=True downloads them")
+        df = shipped.reset_index(drop=True)
+    df = df.assign(file=[str((home if u else root)/f) for f, u in zip(df.file, df.url)])
     return df if role is None else df[df.role == role].reset_index(drop=True)
+
 
 # %% ../nbs/00_data.ipynb #283b60cb
 def duplicates_across(files, against=(), max_dist=4) -> pd.DataFrame:
