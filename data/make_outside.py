@@ -1,9 +1,11 @@
-"""Rebuild one source's rows of `data/outside/manifest.csv` (and, for a source that may be shipped, its photos) from a
-checkout of the source repository at the pinned commit and a full TrashNet copy:
+"""Rebuild one source's rows of `data/outside/manifest.csv` (and, for a source that may be shipped, its photos) from
+a checkout of the source repository at the pinned commit and a full TrashNet copy:
 
-    git clone https://github.com/kteppris/RealWaste && git -C RealWaste checkout eeb686db5ce16f72920179a0325421149c8b9339
+    git clone https://github.com/kteppris/RealWaste
+    git -C RealWaste checkout eeb686db5ce16f72920179a0325421149c8b9339
     python data/make_outside.py realwaste RealWaste PATH/TO/trashnet
-    git clone https://github.com/Harsh9524/AquaTrash && git -C AquaTrash checkout 0c50d4c4f980c7e3f0d2c2170da7a2fbcb7af27e
+    git clone https://github.com/Harsh9524/AquaTrash
+    git -C AquaTrash checkout 0c50d4c4f980c7e3f0d2c2170da7a2fbcb7af27e
     python data/make_outside.py aquatrash AquaTrash PATH/TO/trashnet
 
 - `realwaste`: the source's own `our_test_data/` (phone photos of household waste on a tiled floor, CC0 1.0), shipped.
@@ -59,7 +61,7 @@ def square(box, W, H) -> str:
     return f'{left} {top} {left + s} {top + s}'
 
 def aquatrash(src) -> pd.DataFrame:
-    "Rows of AquaTrash crops (labelled in `aquatrash_labels.csv`); the crops go to the fetch cache, as `get_outside` would."
+    "Rows of AquaTrash crops (labelled in `aquatrash_labels.csv`), cut into the fetch cache as `get_outside` would."
     boxes, labels = pd.read_csv(src/'annotations.csv'), pd.read_csv(HERE/'aquatrash_labels.csv', dtype=str).fillna('')
     labels = labels.set_index('source_file')
     raw = f"https://raw.githubusercontent.com/{SOURCES['aquatrash']['repo'].split('github.com/')[1]}/" \

@@ -466,16 +466,16 @@ def outside_path() -> Path:
     "Folder of the outside photos bundled in the repository's `data/` folder."
     return pkg_path().parent/'data'/'outside'
 
-# %% ../nbs/00_data.ipynb #a5742b86
+# %% ../nbs/00_data.ipynb #6ae2b8cb
 def outside_photo(src, crop='', size=OUTSIDE_SIZE) -> Image.Image:
-    "The outside photo made from the source photo `src`: upright, cut to `crop` ('x0 y0 x1 y1') if given, at most `size` px."
+    "The outside photo made from the source photo `src`: upright, cut to `crop` ('x0 y0 x1 y1'), at most `size` px."
     im = load_rgb(src)
     if crop: im = im.crop(tuple(int(v) for v in crop.split()))
     im.thumbnail((size, size), Image.LANCZOS)
     return im
 
 
-# %% ../nbs/00_data.ipynb #67e24d95
+# %% ../nbs/00_data.ipynb #cb7d2aaa
 def fetch_outside(rows, dest, sources=None) -> None:
     ("Make the photos of `rows` (manifest rows with a `url`) under `dest` once: each source photo is read from "
      "`sources/<source_file>` if given, else downloaded from its `url`, checked against `source_sha256`, then cut.")
@@ -489,17 +489,18 @@ def fetch_outside(rows, dest, sources=None) -> None:
         except OSError as e:
             wrong.append(f"{local or r.url}: {'missing' if local else e}"); continue
         if (h := hashlib.sha256(data).hexdigest()) != r.source_sha256:
-            wrong.append(f"{local or r.url}: sha256 {h[:12]}… is not the manifest's {r.source_sha256[:12]}…"); continue
+            wrong.append(f"{local or r.url}: sha256 {h[:12]}… is not the manifest's {r.source_sha256[:12]}…")
+            continue
         out.parent.mkdir(parents=True, exist_ok=True)
         outside_photo(data, r.crop).save(out)
     if wrong:
-        raise ValueError(f"{len(wrong)} of {len(rows)} outside photos to fetch could not be made: {'; '.join(wrong[:3])}"
-                         f"{' …' if len(wrong) > 3 else ''}. With no network, pass sources= (or set "
-                         "RECYCLENET_OUTSIDE_SOURCES to) a checkout of the source at the manifest's commit; or "
+        raise ValueError(f"{len(wrong)} of {len(rows)} outside photos to fetch could not be made: "
+                         f"{'; '.join(wrong[:3])}{' …' if len(wrong) > 3 else ''}. With no network, pass sources= "
+                         "(or set RECYCLENET_OUTSIDE_SOURCES to) a checkout of the source at the manifest's commit; or "
                          "get_outside(fetch=False) for the shipped photos only.")
 
 
-# %% ../nbs/00_data.ipynb #46e7eab9
+# %% ../nbs/00_data.ipynb #98414d75
 def get_outside(source=None, role=None, fetch=True, sources=None) -> pd.DataFrame:
     ("The outside photos' manifest (file, label, role, sha256, source, licence, ...) with full paths, every shipped "
      "photo checked against it; the others (with a `url`) fetched once into `data_home()` (`fetch_outside`), or "
@@ -527,8 +528,8 @@ def get_outside(source=None, role=None, fetch=True, sources=None) -> pd.DataFram
     if len(fetched) and fetch:
         fetch_outside(fetched, home, sources or os.environ.get('RECYCLENET_OUTSIDE_SOURCES'))
     elif len(fetched):
-        print(f"left out {len(fetched)} of {len(df)} outside photos, those not shipped ({', '.join(sorted(set(fetched.source)))})"
-              ": fetch=True downloads them")
+        print(f"left out {len(fetched)} of {len(df)} outside photos, those not shipped "
+              f"({', '.join(sorted(set(fetched.source)))}): fetch=True downloads them")
         df = shipped.reset_index(drop=True)
     df = df.assign(file=[str((home if u else root)/f) for f, u in zip(df.file, df.url)])
     return df if role is None else df[df.role == role].reset_index(drop=True)

@@ -247,6 +247,6 @@ def fit_folder(path, cfg: RunConfig | None = None, **overrides) -> Learner:
 
 # %% ../nbs/06_train.ipynb #b2a5ce96
 def adapt(model, photos, cfg: RunConfig | None = None, **overrides) -> Learner:
-    ("Fine-tune the model file `model` on your own photos (`photos/<class>/*.jpg`: its classes, or new ones), by default "
-     "as `ADAPT_DEFAULTS` say, with the train photos of `data` alongside so that it keeps what it knew.")
+    ("Fine-tune the model file `model` on your own photos (`photos/<class>/*.jpg`: its classes, or new ones), by "
+     "default as `ADAPT_DEFAULTS` say, with the train photos of `data` alongside so that it keeps what it knew.")
     return train(cfg or RunConfig(**ADAPT_DEFAULTS), base=str(model), adapt=str(photos), **overrides)

@@ -229,7 +229,7 @@ class WebcamSorter(anywidget.AnyWidget):
 
     def adapt(self, wait=False, **overrides) -> threading.Thread:
         ("Fine-tune the `base` model on the photos recorded with this camera, in a thread (chapter 6's `adapt`: its "
-         "classes, TrashNet rehearsed); swap it in.")
+         "classes and any new ones, TrashNet rehearsed); swap it in.")
         if not self.base: raise ValueError("Adapting needs a base model: open the widget with base='model.pth'.")
         n = sum(self.counts.get(c, 0) for c in self.classes)
         out = {'out': str(Path(self.cfg.out).parent/'adapt')} if self.cfg else {}
