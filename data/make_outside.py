@@ -25,8 +25,8 @@ import hashlib, random, subprocess, sys
 from pathlib import Path
 import pandas as pd
 from PIL import Image
-from recyclenet.data import (CLASSES, OUTSIDE_COLUMNS, get_trashnet, get_outside, image_files, duplicates_across,
-                             outside_photo, data_home, OUTSIDE_SIZE)
+from recyclenet.data import (CLASSES, OUTSIDE_COLUMNS, OUTSIDE_SIZE, get_trashnet, get_outside, image_files,
+                             duplicates_across, fetch_outside, load_rgb, data_home)
 
 HERE = Path(__file__).parent/'outside'
 SOURCES = {
@@ -71,19 +71,18 @@ def aquatrash(src) -> pd.DataFrame:
         side = (b[['x_max', 'y_max']].values - b[['x_min', 'y_min']].values).max(1)
         if b.class_name.nunique() > 1 or side.max() < MIN_SIDE: continue
         f, big = src/'Images'/name, b.iloc[side.argmax()]
+        if f'Images/{name}' not in labels.index:
+            sys.exit(f"Images/{name} has no row in aquatrash_labels.csv: label it (or say why it is left out) first.")
         d = labels.loc[f'Images/{name}']
         assert d.source_label == big.class_name, (name, d.source_label, big.class_name)
         if d.left_out: print(f'left out {name} ({big.class_name}): {d.left_out}'); continue
-        W, H = Image.open(f).size
+        W, H = load_rgb(f).size                                         # (upright, as it is cut)
         stem = name.split('.rf.')[0].lower() + (f"-{name.split('.rf.')[1][:8]}" if '.rf.' in name else '')
         rows.append(dict(file=f'aquatrash/{d.label}/{stem}.png', label=d.label, source_file=f'Images/{name}',
                          source_sha256=sha256(f), source_label=big.class_name, url=raw + f'Images/{name}',
                          crop=square((big.x_min, big.y_min, big.x_max, big.y_max), W, H)))
     df = pd.DataFrame(rows)
-    for r in df.itertuples():
-        out = data_home()/'outside'/r.file
-        out.parent.mkdir(parents=True, exist_ok=True)
-        outside_photo(src/r.source_file, r.crop).save(out)
+    fetch_outside(df, data_home()/'outside', src)
     return df
 
 def main(which, src, trashnet):
@@ -92,10 +91,13 @@ def main(which, src, trashnet):
     if head != s['commit']: sys.exit(f"{src} is at {head or 'no git commit'}: check out {s['commit']} first.")
     old = pd.read_csv(HERE/'manifest.csv', dtype=str).fillna('')
     old = old[old.source != s['repo']]
+    if which == 'realwaste': get_outside()                          # (the listed photos, made, for the duplicate check)
     df = (realwaste if which == 'realwaste' else aquatrash)(src).assign(source=s['repo'], licence=s['licence'])
     home = lambda d: [str((data_home()/'outside' if u else HERE)/f) for f, u in zip(d.file, d.url)]
     dups = duplicates_across(home(df), [*home(old), *image_files(get_trashnet(trashnet))])
-    for r in dups.itertuples(): print(f'dropped {r.file}: {r.kind} duplicate of {r.match}')
+    for r in dups.itertuples():
+        print(f'dropped {r.file}: {r.kind} duplicate of {r.match}')
+        if Path(r.file).is_relative_to(HERE): Path(r.file).unlink()   # (a shipped photo; a made one stays in the cache)
     df = df[~pd.Series(home(df)).isin(dups.file).values].reset_index(drop=True)
     rng = random.Random(SEED)
     for label, g in df.groupby('label'):
@@ -107,6 +109,6 @@ def main(which, src, trashnet):
     df[list(OUTSIDE_COLUMNS)].to_csv(HERE/'manifest.csv', index=False)
     print(df[df.source == s['repo']].groupby(['label', 'role'], sort=False).size().unstack().to_string())
     print(f"{len(df[df.source == s['repo']])} photos of {which}, {len(dups)} dropped as duplicates; "
-          f"{len(get_outside(sources=src))} outside photos in all")
+          f"{len(get_outside(sources=src if which == 'aquatrash' else None))} outside photos in all")
 
 if __name__ == '__main__': main(*sys.argv[1:4])

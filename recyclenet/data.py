@@ -20,7 +20,7 @@ __all__ = ['CLASSES', 'IMAGE_EXTS', 'TRASHNET_URL', 'TRASHNET_SHA256', 'PROGRESS
            'load_rgb', 'RGBImage', 'exif_rotated', 'image_problem', 'live_output', 'progress', 'verify_images',
            'make_bad_images', 'split_files', 'read_split_file', 'split_counts', 'official_split', 'label_images',
            'stratified_split', 'split_table', 'drop_unreadable', 'plot_class_balance', 'audit', 'audit_summary',
-           'outside_path', 'outside_photo', 'fetch_outside', 'get_outside', 'duplicates_across']
+           'outside_path', 'outside_photo', 'made_from', 'fetch_outside', 'get_outside', 'duplicates_across']
 
 # %% ../nbs/00_data.ipynb #a6f4bc56
 CLASSES = ['glass', 'paper', 'cardboard', 'plastic', 'metal', 'trash']
@@ -476,35 +476,48 @@ def outside_photo(src, crop='', size=OUTSIDE_SIZE) -> Image.Image:
 
 
 # %% ../nbs/00_data.ipynb #cb7d2aaa
-def fetch_outside(rows, dest, sources=None) -> None:
-    ("Make the photos of `rows` (manifest rows with a `url`) under `dest` once: each source photo is read from "
-     "`sources/<source_file>` if given, else downloaded from its `url`, checked against `source_sha256`, then cut.")
+def made_from(fn) -> str:
+    "What the outside photo `fn` was made from (its source's sha256, crop and size), '' if unknown or unreadable."
+    try: return Image.open(fn).info.get('made_from', '')
+    except (OSError, UnidentifiedImageError): return ''
+
+def fetch_outside(rows, dest, sources=None, tries=3) -> None:
+    ("Make the photos of `rows` (manifest rows with a `url`) under `dest`, unless made already from the same source "
+     "and crop: each source photo is read from `sources/<source_file>` if given, else downloaded from its `url` (after "
+     "`tries` failed downloads in a row, no more are tried), checked against `source_sha256`, then cut.")
     from urllib.request import urlopen
-    wrong = []
+    from PIL.PngImagePlugin import PngInfo
+    wrong, failed = [], 0
     for r in rows.itertuples():
-        out = Path(dest)/r.file
-        if out.exists(): continue
+        out, key = Path(dest)/r.file, f'{r.source_sha256} {r.crop} {OUTSIDE_SIZE}'
+        if out.exists() and made_from(out) == key: continue
         local = Path(sources).expanduser()/r.source_file if sources else None
+        if not local and failed >= tries:
+            wrong.append(f'{r.url}: not tried'); continue
         try: data = local.read_bytes() if local else urlopen(r.url, timeout=60).read()
-        except OSError as e:
-            wrong.append(f"{local or r.url}: {'missing' if local else e}"); continue
+        except Exception as e:                                  # (no network, a proxy, a cut connection, ...)
+            failed += not local
+            wrong.append(f"{local or r.url}: {'missing' if local else f'{type(e).__name__}: {e}'}"); continue
+        failed = 0
         if (h := hashlib.sha256(data).hexdigest()) != r.source_sha256:
             wrong.append(f"{local or r.url}: sha256 {h[:12]}… is not the manifest's {r.source_sha256[:12]}…")
             continue
-        out.parent.mkdir(parents=True, exist_ok=True)
-        outside_photo(data, r.crop).save(out)
+        info, part = PngInfo(), out.with_name(out.name + '.part')
+        info.add_text('made_from', key); out.parent.mkdir(parents=True, exist_ok=True)
+        outside_photo(data, r.crop).save(part, format='PNG', pnginfo=info)
+        os.replace(part, out)                                   # (never half a photo, if interrupted)
     if wrong:
         raise ValueError(f"{len(wrong)} of {len(rows)} outside photos to fetch could not be made: "
                          f"{'; '.join(wrong[:3])}{' …' if len(wrong) > 3 else ''}. With no network, pass sources= "
-                         "(or set RECYCLENET_OUTSIDE_SOURCES to) a checkout of the source at the manifest's commit; or "
-                         "get_outside(fetch=False) for the shipped photos only.")
+                         "(or set RECYCLENET_OUTSIDE_SOURCES to) a checkout of the source at the manifest's commit; "
+                         "or get_outside(fetch=False) for the shipped photos only.")
 
 
 # %% ../nbs/00_data.ipynb #98414d75
 def get_outside(source=None, role=None, fetch=True, sources=None) -> pd.DataFrame:
     ("The outside photos' manifest (file, label, role, sha256, source, licence, ...) with full paths, every shipped "
-     "photo checked against it; the others (with a `url`) fetched once into `data_home()` (`fetch_outside`), or "
-     "left out, and counted, if not `fetch`. Only `role`'s photos if given.")
+     "photo checked against it; the others (with a `url`) made from their checked source photos into `data_home()` "
+     "(`fetch_outside`), or left out, and counted, if not `fetch`. Only `role`'s photos if given.")
     root = Path(source or os.environ.get('RECYCLENET_OUTSIDE') or outside_path()).expanduser()
     manifest = root/'manifest.csv'
     if not manifest.exists():
@@ -516,6 +529,9 @@ def get_outside(source=None, role=None, fetch=True, sources=None) -> pd.DataFram
     if bad := sorted(set(df.label) - set(CLASSES)) + sorted(set(df.role) - set(OUTSIDE_ROLES)):
         raise ValueError(f"{manifest} has unknown labels or roles: {', '.join(map(repr, bad))} (labels: "
                          f"{', '.join(CLASSES)}; roles: {', '.join(OUTSIDE_ROLES)}).")
+    odd = [f for f, u, c, h in zip(df.file, df.url, df.crop, df.source_sha256) if (c and not u) or (u and len(h) != 64)]
+    if odd: raise ValueError(f"{manifest}: {', '.join(odd[:3])} list a crop without a url, or a url without the "
+                             "source photo's sha256: a photo that is not shipped needs both (make_outside.py writes them).")
     shipped, fetched = df[df.url == ''], df[df.url != '']
     wrong = [f"{f}: missing" if not (root/f).exists() else f"{f}: sha256 {sha256sum(root/f)[:12]}… is not the "
              f"manifest's {h[:12]}…"

@@ -165,9 +165,10 @@ def with_own_photos(df, path, classes, share=0.25) -> pd.DataFrame:
     own = label_images(path, [p.name for p in class_folders(path)])
     if not len(own): raise ValueError(f"{path} has no class folders: put your photos in {path}/<class>/.")
     new, missing = sorted(set(own.label) - set(classes)), sorted(set(classes) - set(df.label))
-    near = {n: c for n in new for c in classes if n.strip().lower() == c.lower()}
-    if near: raise ValueError(f"{path}: folder(s) {list(near)} differ from the model's class(es) {list(near.values())}"
-                              " only in case or spaces: rename them, or they would be new classes.")
+    names = {c.lower(): c for c in [*df.label.unique(), *classes]}      # (the model's and the data's classes)
+    near = {n: names[n.strip().lower()] for n in new if names.get(n.strip().lower(), n) != n}
+    if near: raise ValueError(f"{path}: rename the folder(s) {list(near)} to {list(near.values())}: they differ from "
+                              "those classes only in case or spaces, and would be new classes.")
     if missing: raise ValueError(f"The training data has no photos of {missing}: pass the data the model was trained "
                                  "on (data=..., --data), so that it keeps those classes.")
     df = df[df.label.isin(classes) | (df.label.isin(new) & (df.split != 'train'))]

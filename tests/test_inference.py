@@ -267,7 +267,7 @@ def test_adapt_refuses_a_misspelt_class_a_missing_model_and_an_empty_folder(samp
     (tmp_path/'camera'/'metal').rename(tmp_path/'camera'/'Metal')
     assert main(['adapt', str(model_file), str(tmp_path/'camera'), '--data', 'sample']) == 2
     err = capsys.readouterr().err
-    assert "['Metal'] differ from the model's class(es) ['metal']" in err and 'Traceback' not in err
+    assert "rename the folder(s) ['Metal'] to ['metal']" in err and 'Traceback' not in err
     assert main(['adapt', str(tmp_path/'missing.pth'), str(tmp_path/'camera'), '--data', 'sample']) == 2
     assert 'missing.pth does not exist' in capsys.readouterr().err
     (tmp_path/'empty').mkdir()

@@ -23,7 +23,8 @@ def test_bundled_photos_match_their_manifest_and_cover_every_class_in_both_roles
 def test_listed_photos_name_a_pinned_url_a_checksum_and_a_crop():
     m = pd.read_csv(outside_path()/'manifest.csv', dtype=str).fillna('')
     listed = m[m.url != '']
-    assert len(listed) == 163 and (listed.sha256 == '').all() and listed.source_sha256.str.fullmatch('[0-9a-f]{64}').all()
+    assert len(listed) == 163 and (listed.sha256 == '').all()
+    assert listed.source_sha256.str.fullmatch('[0-9a-f]{64}').all()
     assert listed.url.str.startswith('https://raw.githubusercontent.com/Harsh9524/AquaTrash/0c50d4c4').all()
     boxes = listed.crop.str.split(' ', expand=True).astype(int)
     assert ((boxes[2] - boxes[0]) == (boxes[3] - boxes[1])).all() and (boxes[2] - boxes[0] >= 100).all()   # squares
@@ -34,6 +35,7 @@ def test_listed_photos_name_a_pinned_url_a_checksum_and_a_crop():
 def listed(copy, tmp_path, monkeypatch):
     "A copy whose manifest lists one photo that is not shipped, its source a sample photo in `tmp_path/src`."
     monkeypatch.setenv('RECYCLENET_HOME', str(tmp_path/'home'))
+    monkeypatch.delenv('RECYCLENET_OUTSIDE_SOURCES', raising=False)
     photo = image_files(get_trashnet('sample')/'glass')[0]
     (tmp_path/'src'/'Images').mkdir(parents=True); shutil.copy(photo, tmp_path/'src'/'Images'/'bottle.jpg')
     m = pd.read_csv(copy/'manifest.csv', dtype=str).fillna('')
@@ -77,6 +79,7 @@ def test_the_environment_variable_points_at_a_copy(copy, monkeypatch):
     (lambda m: m.drop(columns='sha256'), 'lacks the column\\(s\\) sha256'),
     (lambda m: m.assign(label=m.label.replace('trash', 'rubbish')), "unknown labels or roles: 'rubbish'"),
     (lambda m: m.assign(role=m.role.replace('valid', 'train')), "unknown labels or roles: 'train'"),
+    (lambda m: m.assign(crop='0 0 10 10'), 'list a crop without a url'),
 ])
 def test_a_manifest_that_cannot_be_used_says_why(copy, edit, error):
     m = pd.read_csv(copy/'manifest.csv')
