@@ -214,7 +214,7 @@ adapt.parser = lambda prog: config_parser(
     prog, adapt.__doc__, ADAPT_DEFAULTS,
     skip=(*FROM_BASE, 'pretrained', 'weights', 'base', 'adapt', 'keep_classes', 'classes', 'split', 'pct'),
     args=dict(model='model.pth written by `recyclenet train`',
-              photos="Folder with a subfolder of your photos for some of the model's classes"))
+              photos="Folder with a subfolder of your photos per class: the model's, or new ones"))
 
 # %% ../nbs/11_cli.ipynb #32ac533f
 @command

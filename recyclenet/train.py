@@ -7,7 +7,8 @@ from __future__ import annotations
 import contextlib, dataclasses, itertools, json, os, time, warnings
 from pathlib import Path
 
-import pandas as pd, torch
+import pandas as pd, torch, torch.nn.functional as F
+from torch import nn
 from .data import CLASSES, SPLIT_PCT, get_trashnet, split_table, image_files, label_images
 from .config import RunConfig, FOLDER_DEFAULTS, ADAPT_DEFAULTS, FROM_BASE
 from .augment import trashnet_dls
@@ -17,8 +18,9 @@ from .recipes import fit_recyclenet, paper_sgd, plot_history
 from fastai.vision.all import Learner, Adam, set_seed, rank_distrib, num_distrib, distrib_barrier, default_device
 
 # %% auto #0
-__all__ = ['CPU_S_PER_CACHED_VIEW', 'CPU_S_PER_PHOTO_EPOCH', 'setup_distributed', 'run_dir', 'model_card', 'plan', 'write_run',
-           'from_base', 'start_from', 'class_folders', 'with_own_photos', 'train', 'fit_folder', 'adapt']
+__all__ = ['CPU_S_PER_CACHED_VIEW', 'CPU_S_PER_PHOTO_EPOCH', 'IMPRINT_PHOTOS', 'setup_distributed', 'run_dir', 'model_card',
+           'plan', 'write_run', 'from_base', 'start_from', 'imprint_rows', 'class_folders', 'with_own_photos', 'train',
+           'fit_folder', 'adapt']
 
 # %% ../nbs/06_train.ipynb #632f647a
 def _patch_distributed_dl():
@@ -146,6 +148,28 @@ def start_from(learn, base: torch.nn.Module, name='', keep_classes=False) -> Lea
         learn.config.update(known=known)
     return learn
 
+# %% ../nbs/06_train.ipynb #ef4bc10a
+IMPRINT_PHOTOS = 200                         # known photos whose mean feature an imprinted row is measured from
+
+def imprint_rows(learn, n_known: int, n_photos=IMPRINT_PHOTOS, seed=0) -> Learner:
+    ("Start the head rows of `learn`'s classes after its first `n_known` at the mean feature of their training photos "
+     "less that of `n_photos` known ones (weight imprinting), at the known rows' mean length and bias.")
+    vocab, m, fc = list(learn.dls.vocab), learn.model, learn.model.head[-1]
+    if len(vocab) == n_known: return learn                          # (no new class)
+    items = learn.dls.train_ds.items.drop_duplicates('file')
+    known = items[items.label.isin(vocab[:n_known])]
+    features = nn.Sequential(m.body, m.attention, *m.head[:-1])
+    mean_feature = lambda rows: torch.cat([features(b[0]) for b in learn.dls.test_dl(rows)]).mean(0)
+    was = m.training; m.eval()
+    with torch.no_grad():
+        centre = mean_feature(known.sample(min(n_photos, len(known)), random_state=seed))
+        length, bias = fc.weight[:n_known].norm(dim=1).mean(), fc.bias[:n_known].mean()
+        for i, c in enumerate(vocab[n_known:], n_known):
+            fc.weight[i], fc.bias[i] = F.normalize(mean_feature(items[items.label == c]) - centre, dim=0)*length, bias
+    m.train(was)
+    return learn
+
+
 # %% ../nbs/06_train.ipynb #1a275ff1
 def class_folders(path) -> list[Path]:
     "The class subfolders of `path` (hidden ones skipped); an empty one is an error, not a class left out in silence."
@@ -210,6 +234,7 @@ def train(cfg: RunConfig | None = None, **overrides) -> Learner:
                                gate=c.gate, label_smoothing=c.label_smoothing, path=out,
                                opt_func=paper_sgd if c.recipe == 'paper' else Adam)
     if base: start_from(learn, base, c.base, keep)
+    if c.adapt and c.new_rows == 'imprint': imprint_rows(learn, len(known))
     before = evaluate(learn, 1) if c.adapt else None                # (adapting should keep this)
     learn.config.update(dataclasses.asdict(c), data=str(path), classes=vocab, pct=list(pct), processes=world,
                         out=str(out))
