@@ -17,7 +17,7 @@ CHOICES = dict(attention=('auto', 'ours', 'se', 'cbam', 'none'), kind=('c', 's',
                gate=('conv', 'bn'),
                recipe=('auto', 'cached', 'one-cycle', 'probe', 'paper'), mix=('auto', 'cutmix', 'mixup', 'none'),
                keep=('last', 'best'), resize=('crop', 'squish'), aug=('webcam', 'low', 'mid', 'high', 'none'),
-               split=('official', 'random'), new_rows=('random', 'imprint'))
+               split=('official', 'random'), new_rows=('imprint', 'random'))
 
 def opt(default=dataclasses.MISSING, help='', factory=dataclasses.MISSING):
     "A dataclass field with its `help` (the command line's too)."
@@ -46,8 +46,8 @@ class RunConfig:
                                   "ones), to fine-tune it on; the train photos of data come along")
     own_share: float = opt(0.25, "With adapt: the share of the training photos that are your own "
                                  "(each repeated to fill it)")
-    new_rows: str = opt('random', "With adapt: how the head rows of new classes start: random, or imprint (the mean "
-                                  "feature of their photos)")
+    new_rows: str = opt('imprint', "With adapt: how the head rows of new classes start: imprint (at the mean feature "
+                                   "of their photos) or random")
     recipe: str = opt('auto', 'cached, one-cycle, probe or paper; auto: cached (one-cycle from scratch or distributed)')
     epochs: int | None = opt(None, "Epochs after the frozen ones; "
                                    "None: the recipe's (cached 30, one-cycle 5, paper 100)")

@@ -148,7 +148,7 @@ def start_from(learn, base: torch.nn.Module, name='', keep_classes=False) -> Lea
         learn.config.update(known=known)
     return learn
 
-# %% ../nbs/06_train.ipynb #ef4bc10a
+# %% ../nbs/06_train.ipynb #87177bb1
 IMPRINT_PHOTOS = 200                         # known photos whose mean feature an imprinted row is measured from
 
 def imprint_rows(learn, n_known: int, n_photos=IMPRINT_PHOTOS, seed=0) -> Learner:
