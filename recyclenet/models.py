@@ -16,8 +16,8 @@ from fastai.vision.all import Module, imagenet_stats, default_device
 __all__ = ['COMBINE', 'GATES', 'OLD_CONFIG', 'BLOCK_ATTENTION', 'TORCHVISION_ARCHS', 'LITE_ARCHS', 'ARCHS', 'ATTENTIONS',
            'PAPER_PARAMS', 'GATE_RANGE', 'ChannelGate', 'SpatialGate', 'AttentionModule', 'se_block', 'cbam_block',
            'add_block_attention', 'RecycleNet', 'offline_weights', 'pickled_imports', 'load_torch_file',
-           'read_state_dict', 'load_weights', 'recyclenet_model', 'n_params', 'param_table', 'spatial_gate',
-           'attention_overlay', 'atomic_save', 'provenance', 'save_model_file', 'load_model_file']
+           'read_state_dict', 'load_weights', 'recyclenet_model', 'pooled_features', 'n_params', 'param_table',
+           'spatial_gate', 'attention_overlay', 'atomic_save', 'provenance', 'save_model_file', 'load_model_file']
 
 # %% ../nbs/02_models.ipynb #e05d8d4a
 class ChannelGate(Module):
@@ -221,6 +221,11 @@ def recyclenet_model(arch='resnet50', attention=None, n_out=len(CLASSES), pretra
     config = dict(arch=arch, attention=attention, n_out=n_out, kind=kind, combine=combine, reduction=reduction,
                   dropout=dropout, gate=gate)
     return RecycleNet(body, att, head, stats, config)
+
+# %% ../nbs/02_models.ipynb #4cd80b69
+def pooled_features(model: RecycleNet) -> nn.Module:
+    "`model` up to its classifier: backbone, attention, pooling; one feature vector per photo, what a head row reads."
+    return nn.Sequential(model.body, model.attention, *model.head[:2])
 
 # %% ../nbs/02_models.ipynb #591b5be3
 PAPER_PARAMS = {('resnet18', None): 11.18, ('resnet34', None): 21.29, ('resnet50', None): 23.52,

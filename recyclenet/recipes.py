@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np, pandas as pd, torch, torch.nn as nn, torch.nn.functional as F
 from .data import PROGRESS_MIN, progress
-from .models import RecycleNet, BLOCK_ATTENTION
+from .models import RecycleNet, BLOCK_ATTENTION, pooled_features
 from .learner import CheckpointCallback, suggest_lr, load_checkpoint, lines_in_logs
 from fastai.vision.all import Learner, DataLoaders, SGD, ParamScheduler, num_distrib, distrib_barrier
 from fastai.callback.channelslast import ChannelsLast
@@ -317,7 +317,7 @@ def fit_probe(learn, views=8, Cs=PROBE_CS, balanced=False) -> Learner:
                          f"attention={model.config['attention']!r} would stay untrained. "
                          "Use attention=None, or recipe='cached'.")
     if views < 1: raise ValueError(f"views={views}: use at least one augmented view of each photo.")
-    pooled = nn.Sequential(model.body, model.attention, *model.head[:2]).to(learn.dls.device)  # backbone, pool, flatten
+    pooled = pooled_features(model).to(learn.dls.device)
     xt, yt = cache_features(pooled, learn.dls.train.new(shuffle=False, drop_last=False), views)
     xv, yv = cache_features(pooled, learn.dls.valid)
     xt, yt, xv, yv = xt.float().cpu().numpy(), yt.cpu().numpy(), xv.float().cpu().numpy(), yv.cpu().numpy()

@@ -8,11 +8,10 @@ import contextlib, dataclasses, itertools, json, os, time, warnings
 from pathlib import Path
 
 import pandas as pd, torch, torch.nn.functional as F
-from torch import nn
 from .data import CLASSES, SPLIT_PCT, get_trashnet, split_table, image_files, label_images
 from .config import RunConfig, FOLDER_DEFAULTS, ADAPT_DEFAULTS, FROM_BASE
 from .augment import trashnet_dls
-from .models import save_model_file, load_model_file, provenance
+from .models import save_model_file, load_model_file, provenance, pooled_features
 from .learner import recyclenet_learner, suggest_lr, evaluate, format_accuracy
 from .recipes import fit_recyclenet, paper_sgd, plot_history
 from fastai.vision.all import Learner, Adam, set_seed, rank_distrib, num_distrib, distrib_barrier, default_device
@@ -158,7 +157,7 @@ def imprint_rows(learn, n_known: int, n_photos=IMPRINT_PHOTOS, seed=0) -> Learne
     if len(vocab) == n_known: return learn                          # (no new class)
     items = learn.dls.train_ds.items.drop_duplicates('file')
     known = items[items.label.isin(vocab[:n_known])]
-    features = nn.Sequential(m.body, m.attention, *m.head[:-1])
+    features = pooled_features(m)
     mean_feature = lambda rows: torch.cat([features(b[0]) for b in learn.dls.test_dl(rows)]).mean(0)
     was = m.training; m.eval()
     with torch.no_grad():
