@@ -44,7 +44,8 @@ def run_row(name, out) -> dict:
     epochs = len(pd.read_csv(out/'checkpoints'/'history.csv'))
     recipe = (c.get('recipe', 'one-cycle') + (f" ({c['views']} views)" if c.get('recipe') == 'cached' else '')
               + (f" + {c['mix']}" if c.get('mix') else '')
-              + (f", body lr ×{c['body_lr']:g}" if c.get('body_lr') else ''))
+              + (f", body lr ×{c['body_lr']:g}" if c.get('body_lr') else '')
+              + (f", L2-SP {c['anchor']:g}" if c.get('anchor') else ''))
     score = lambda s: f"{r[s]['correct']}/{r[s]['total']}"
     return dict(name=name, arch=c['arch'], attention=c['attention'] or 'none', pretrained=c['pretrained'],
                 size=str(c['size']), recipe=recipe, aug=c.get('aug', 'mid'), epochs=epochs, kept=c.get('keep', 'best'),

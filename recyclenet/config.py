@@ -55,6 +55,8 @@ class RunConfig:
     lr: float | str | None = opt(None, "Learning rate; None: the recipe's (2e-3, paper 2e-4); "
                                        "'auto': lr_find's suggestion")
     body_lr: float | None = opt(None, "The pretrained layers' share of lr (default: 0.01 in one-cycle, 1 in cached)")
+    anchor: float | None = opt(None, "L2-SP: pull the trained pretrained layers toward the weights they start from "
+                                     "(ImageNet's, or the base's) with this strength (cached, one-cycle)")
     views: int = opt(12, 'Augmented views of each training photo to cache (cached, probe)')
     mix: str | None = opt('auto', "cutmix, mixup or none: train on blended photos; auto: the recipe's")
     keep: str = opt('last', "Weights to end with: last (the final epoch's, as fastai) or best (on valid)")

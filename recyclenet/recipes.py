@@ -11,14 +11,14 @@ import numpy as np, pandas as pd, torch, torch.nn as nn, torch.nn.functional as 
 from .data import PROGRESS_MIN, progress
 from .models import RecycleNet, BLOCK_ATTENTION, pooled_features
 from .learner import CheckpointCallback, suggest_lr, load_checkpoint, lines_in_logs
-from fastai.vision.all import Learner, DataLoaders, SGD, ParamScheduler, num_distrib, distrib_barrier
+from fastai.vision.all import Learner, DataLoaders, SGD, ParamScheduler, Callback, num_distrib, distrib_barrier
 from fastai.callback.channelslast import ChannelsLast
 from fastai.callback.fp16 import MixedPrecision
 
 # %% auto #0
 __all__ = ['CUT_STRIDE', 'PROBE_CS', 'step_schedule', 'mix_callbacks', 'fit_recyclenet', 'paper_sgd', 'plot_history',
            'body_stages', 'trunk_depth', 'overlapped', 'cpu_engine', 'cache_features', 'CachedViews', 'FromStage',
-           'later_params', 'cached_learner', 'probe_weights', 'probe_rows', 'fit_probe']
+           'later_params', 'cached_learner', 'anchored_params', 'L2SP', 'probe_weights', 'probe_rows', 'fit_probe']
 
 # %% ../nbs/04_recipes.ipynb #5e64bebd
 def step_schedule(lr, n_epoch, every=40, gamma=0.1):
@@ -41,9 +41,10 @@ def mix_callbacks(mix) -> list:
     return [MixUp() if mix == 'mixup' else CutMix()]
 
 def fit_recyclenet(learn, epochs=5, lr=None, freeze_epochs=1, recipe='one-cycle', ckpt_dir=None, resume=False, views=8,
-                   mix=None, body_lr=None, keep='last') -> Learner:
+                   mix=None, body_lr=None, keep='last', anchor=None) -> Learner:
     ("Transfer learning with one-cycle (head first, then all layers), on cached features, a probe, or the paper's "
-     "recipe; checkpointed and resumable; ends with the `keep`='last' epoch's weights or the 'best' on validation.")
+     "recipe; checkpointed and resumable; ends with the `keep`='last' epoch's weights or the 'best' on validation; "
+     "`anchor`: the L2-SP pull of the pretrained layers toward their starting weights.")
     if keep not in ('last', 'best'):
         raise ValueError(f"keep={keep!r}: use 'last' (the final epoch's weights) or 'best' (best validation accuracy).")
     if epochs < 0 or freeze_epochs < 0:
@@ -57,6 +58,10 @@ def fit_recyclenet(learn, epochs=5, lr=None, freeze_epochs=1, recipe='one-cycle'
     if body_lr is not None and not (recipe in ('one-cycle', 'cached') and pretrained and 0 < body_lr <= 1):
         raise ValueError(f"body_lr={body_lr}: the pretrained backbone's share of the learning rate, in (0, 1], "
                          f"for recipe='one-cycle' or 'cached' with pretrained=True "
+                         f"(here recipe={recipe!r}, pretrained={pretrained}).")
+    if anchor is not None and not (recipe in ('one-cycle', 'cached') and pretrained and anchor > 0):
+        raise ValueError(f"anchor={anchor}: the L2-SP strength, > 0, pulls pretrained layers toward their starting "
+                         f"weights in recipe='one-cycle' or 'cached' with pretrained=True "
                          f"(here recipe={recipe!r}, pretrained={pretrained}).")
     mix_callbacks(mix)                                              # (a misspelt mix fails before any work)
     if recipe == 'probe':
@@ -84,15 +89,18 @@ def fit_recyclenet(learn, epochs=5, lr=None, freeze_epochs=1, recipe='one-cycle'
         if start >= stages[i][1]: done.add(names[i]); start = 0
         lr = ck['config'].get('lr', lr)                             # the run's own rates, not a new lr_find
         body_lr, mix = ck['config'].get('body_lr'), ck['config'].get('mix')   # and its own mixing
+        anchor = ck['config'].get('anchor')
         print(f'resuming after {ck["stage"]} epoch {ck["epoch"]} (best {best:.4f})')
     if lr is None and any(n for _, n in stages): lr = 2e-4 if recipe == 'paper' else suggest_lr(fitter, show_plot=False)
     learn.config.update(lr=lr, recipe=recipe, keep=keep, **({'views': views} if recipe == 'cached' else {}),
-                        **({'mix': mix} if mix else {}), **({'body_lr': body_lr} if body_lr else {}))
+                        **({'mix': mix} if mix else {}), **({'body_lr': body_lr} if body_lr else {}),
+                        **({'anchor': anchor} if anchor else {}))
+    anchor_cbs = [L2SP(anchored_params(fitter), anchor, ckpt_dir/'anchor.pth', resume)] if anchor else []
     trained = resume
     for stage, n in stages:
         if stage in done or n == 0: continue
         ckpt = CheckpointCallback(ckpt_dir, stage, history=history, best=best, start=start)
-        cbs = [ckpt, *mix_callbacks(mix)]
+        cbs = [ckpt, *mix_callbacks(mix), *anchor_cbs]
         if not start:                                               # (a resumed stage has its state loaded already;
             fitter.freeze() if stage == 'frozen' else fitter.unfreeze()  # freeze/unfreeze would reset the optimiser)
         if stage == 'frozen': learn.fit_one_cycle(n, lr, pct_start=0.99, cbs=cbs, start_epoch=start)
@@ -262,6 +270,28 @@ def cached_learner(learn, views=8, stride=CUT_STRIDE) -> Learner:
     lines_in_logs(top)
     top.config = learn.config                   # (the same dict: checkpoints record the run's config)
     return top
+
+# %% ../nbs/04_recipes.ipynb #08998493
+def anchored_params(fitter: Learner) -> list:
+    "The pretrained parameters `fitter` trains: its later stages (cached recipe), else the whole backbone."
+    m = fitter.model
+    if isinstance(m, nn.parallel.DistributedDataParallel): m = m.module
+    return later_params(m)[0] if isinstance(m, FromStage) else [p for s in body_stages(m) for p in s.parameters()]
+
+class L2SP(Callback):
+    ("Adds `alpha`/2 × the squared distance of `params` from their starting weights to the training loss (L2-SP); "
+     "the starting weights go to `file`, or come from it when the run resumes.")
+    def __init__(self, params, alpha, file, resume=False):
+        self.params, self.alpha, file = list(params), alpha, Path(file)
+        if resume and not file.exists():
+            raise FileNotFoundError(f"{file} is missing: it holds the weights L2-SP pulls toward, saved when the run "
+                                    "started. Resume only a run that trained with anchor, or start afresh.")
+        if not resume:
+            file.parent.mkdir(parents=True, exist_ok=True); torch.save([p.detach().cpu() for p in self.params], file)
+        self.start = [s.to(p.device) for s, p in zip(torch.load(file, weights_only=True), self.params)]
+    def after_loss(self):
+        if self.training: self.learn.loss_grad = self.learn.loss_grad + self.alpha/2*sum(
+            ((p - s)**2).sum() for p, s in zip(self.params, self.start))
 
 # %% ../nbs/04_recipes.ipynb #5c0d7e3f
 PROBE_CS = (0.01, 0.03, 0.1, 0.3, 1.)                              # the regularisation strengths a probe tries

@@ -245,7 +245,7 @@ def train(cfg: RunConfig | None = None, **overrides) -> Learner:
               f'batches of {c.bs} each')
     with learn.distrib_ctx(sync_bn=cuda, cpu=not cuda) if world > 1 else contextlib.nullcontext():
         fit_recyclenet(learn, c.epochs, lr, c.freeze_epochs, c.recipe, out/'checkpoints', c.resume, c.views, c.mix,
-                       c.body_lr, c.keep)
+                       c.body_lr, c.keep, c.anchor)
     res = dict(valid=evaluate(learn, 1), test=evaluate(learn, 2) if len(dls.loaders) > 2 else None,
                **({'valid_before': before} if before else {}),
                train_seconds=round(time.time() - t0, 1), n_train=len(dls.train_ds),
