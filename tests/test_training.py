@@ -142,6 +142,29 @@ def test_cli_bn_gate_is_saved_and_checked_on_resume(tmp_path):
     assert r.returncode != 0 and "saved for gate='bn', but this model has gate='conv'" in r.stderr, r.stderr[-2000:]
 
 
+def test_cli_anchor_pulls_toward_imagenet_after_resume(tmp_path):
+    "`--anchor` (L2-SP) saves the ImageNet weights it pulls toward; `--resume` keeps pulling toward them, not the resumed ones."
+    from recyclenet.models import recyclenet_model
+    from recyclenet.recipes import body_stages, trunk_depth
+    args = ('--data', 'sample', '--views', '1', '--size', '64', '--mix', 'none', '--anchor', '0.1', '--out', str(tmp_path))
+    r = cli('train', *args, '--epochs', '1')
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = recyclenet_model('efficientnet_lite0', 'ours')
+    imagenet = [p.detach() for s in body_stages(m)[trunk_depth(m):] for p in s.parameters()]
+    anchor = tmp_path/'checkpoints'/'anchor.pth'
+    same = lambda: len(torch.load(anchor, weights_only=True)) == len(imagenet) and all(
+        torch.equal(a, b) for a, b in zip(torch.load(anchor, weights_only=True), imagenet))
+    assert same()
+    trained = load_model_file(tmp_path/'model.pth', 'cpu').body.blocks[6][0].conv_pw.weight
+    assert not torch.equal(trained, m.body.blocks[6][0].conv_pw.weight)   # it trained, so resuming has other weights
+    r = cli('train', *args, '--epochs', '2', '--resume')
+    assert r.returncode == 0 and 'resuming after cached epoch 0' in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
+    assert same() and json.loads((tmp_path/'results.json').read_text())['config']['anchor'] == 0.1
+    anchor.unlink()
+    r = cli('train', *args, '--epochs', '3', '--resume')
+    assert r.returncode != 0 and 'anchor.pth is missing' in r.stderr and 'Traceback' not in r.stderr, r.stderr[-2000:]
+
+
 def test_webcam_clutter_is_training_photos_only(tmp_path):
     "The objects strewn behind a photo come from the training split: never a photo the model is validated or tested on."
     learn = train(data='sample', recipe='one-cycle', epochs=0, freeze_epochs=0, size=32, bs=16, aug='webcam', pretrained=False, out=tmp_path, export_pkl=False)
