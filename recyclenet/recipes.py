@@ -11,7 +11,8 @@ import numpy as np, pandas as pd, torch, torch.nn as nn, torch.nn.functional as 
 from .data import PROGRESS_MIN, progress
 from .models import RecycleNet, BLOCK_ATTENTION, pooled_features
 from .learner import CheckpointCallback, suggest_lr, load_checkpoint, lines_in_logs
-from fastai.vision.all import Learner, DataLoaders, SGD, ParamScheduler, Callback, num_distrib, distrib_barrier
+from fastai.vision.all import (Learner, DataLoaders, SGD, ParamScheduler, Callback, num_distrib, rank_distrib,
+                               distrib_barrier)
 from fastai.callback.channelslast import ChannelsLast
 from fastai.callback.fp16 import MixedPrecision
 
@@ -271,7 +272,7 @@ def cached_learner(learn, views=8, stride=CUT_STRIDE) -> Learner:
     top.config = learn.config                   # (the same dict: checkpoints record the run's config)
     return top
 
-# %% ../nbs/04_recipes.ipynb #08998493
+# %% ../nbs/04_recipes.ipynb #4c789082
 def anchored_params(fitter: Learner) -> list:
     "The pretrained parameters `fitter` trains: its later stages (cached recipe), else the whole backbone."
     m = fitter.model
@@ -286,9 +287,10 @@ class L2SP(Callback):
         if resume and not file.exists():
             raise FileNotFoundError(f"{file} is missing: it holds the weights L2-SP pulls toward, saved when the run "
                                     "started. Resume only a run that trained with anchor, or start afresh.")
-        if not resume:
-            file.parent.mkdir(parents=True, exist_ok=True); torch.save([p.detach().cpu() for p in self.params], file)
-        self.start = [s.to(p.device) for s, p in zip(torch.load(file, weights_only=True), self.params)]
+        start = torch.load(file, weights_only=True) if resume else [p.detach().cpu() for p in self.params]
+        if not resume and not rank_distrib():                       # (rank 0 writes, as with the checkpoints)
+            file.parent.mkdir(parents=True, exist_ok=True); torch.save(start, file)
+        self.start = [s.to(p.device) for s, p in zip(start, self.params)]
     def after_loss(self):
         if self.training: self.learn.loss_grad = self.learn.loss_grad + self.alpha/2*sum(
             ((p - s)**2).sum() for p, s in zip(self.params, self.start))
