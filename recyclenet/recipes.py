@@ -56,14 +56,14 @@ def fit_recyclenet(learn, epochs=5, lr=None, freeze_epochs=1, recipe='one-cycle'
     if recipe in ('cached', 'probe') and not pretrained:
         raise ValueError(f"recipe={recipe!r} freezes a pretrained backbone: use pretrained=True, "
                          "or recipe='one-cycle' from scratch.")
-    if body_lr is not None and not (recipe in ('one-cycle', 'cached') and pretrained and 0 < body_lr <= 1):
+    tunes = recipe in ('one-cycle', 'cached') and pretrained       # (body_lr and anchor act on pretrained layers)
+    where = f"recipe='one-cycle' or 'cached' with pretrained=True (here recipe={recipe!r}, pretrained={pretrained})."
+    if body_lr is not None and not (tunes and 0 < body_lr <= 1):
         raise ValueError(f"body_lr={body_lr}: the pretrained backbone's share of the learning rate, in (0, 1], "
-                         f"for recipe='one-cycle' or 'cached' with pretrained=True "
-                         f"(here recipe={recipe!r}, pretrained={pretrained}).")
-    if anchor is not None and not (recipe in ('one-cycle', 'cached') and pretrained and anchor > 0):
+                         f"for {where}")
+    if anchor is not None and not (tunes and anchor > 0):
         raise ValueError(f"anchor={anchor}: the L2-SP strength, > 0, pulls pretrained layers toward their starting "
-                         f"weights in recipe='one-cycle' or 'cached' with pretrained=True "
-                         f"(here recipe={recipe!r}, pretrained={pretrained}).")
+                         f"weights in {where}")
     mix_callbacks(mix)                                              # (a misspelt mix fails before any work)
     if recipe == 'probe':
         if mix: raise ValueError(f"mix={mix!r} blends photos for gradient training: "
